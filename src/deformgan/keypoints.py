@@ -1,0 +1,234 @@
+"""The 18-joint OpenPose/COCO pose: joint layout, annotation files, Gaussian heatmaps, skeleton drawings.
+
+Conventions used everywhere in deformgan (reference doc §1):
+- keypoints are arrays/tensors of shape (..., 18, 2) in **(x, y) = (column, row) pixel** order,
+  integer pixel indices of the image's own resolution, with ``-1`` in both coordinates for a missing joint;
+- the field's annotation CSV stores them the other way round (a list of rows y, then a list of columns x):
+  the reader and writer here are the only places that convert.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from deformgan.errors import InputError
+
+#: Joint names in index order, exactly as the reference's ``pose_utils.LABELS`` spells them.
+JOINT_NAMES: tuple[str, ...] = (
+    "nose", "neck", "Rsho", "Relb", "Rwri", "Lsho", "Lelb", "Lwri", "Rhip",
+    "Rkne", "Rank", "Lhip", "Lkne", "Lank", "Leye", "Reye", "Lear", "Rear",
+)  # fmt: skip
+NUM_JOINTS = 18
+MISSING = -1
+JOINT = {name: i for i, name in enumerate(JOINT_NAMES)}
+
+#: Bones drawn in skeleton figures (0-indexed joint pairs; the OpenPose COCO drawing order).
+SKELETON_LIMBS: tuple[tuple[int, int], ...] = (
+    (1, 2), (1, 5), (2, 3), (3, 4), (5, 6), (6, 7), (1, 8), (8, 9), (9, 10), (1, 11),
+    (11, 12), (12, 13), (1, 0), (0, 14), (14, 16), (0, 15), (15, 17), (2, 16), (5, 17),
+)  # fmt: skip
+
+#: One RGB colour per joint (and per bone, by the bone's index), the usual OpenPose palette.
+JOINT_COLORS: tuple[tuple[int, int, int], ...] = (
+    (255, 0, 0), (255, 85, 0), (255, 170, 0), (255, 255, 0), (170, 255, 0), (85, 255, 0),
+    (0, 255, 0), (0, 255, 85), (0, 255, 170), (0, 255, 255), (0, 170, 255), (0, 85, 255),
+    (0, 0, 255), (85, 0, 255), (170, 0, 255), (255, 0, 255), (255, 0, 170), (255, 0, 85),
+)  # fmt: skip
+
+ANNOTATION_HEADER = "name:keypoints_y:keypoints_x"
+PAIRS_HEADER = "from,to"
+
+
+def is_present(kp: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
+    """(..., 18, 2) keypoints -> (..., 18) bool: the joint was detected (neither coordinate is -1)."""
+    return (kp[..., 0] != MISSING) & (kp[..., 1] != MISSING)
+
+
+# ----------------------------------------------------------------------------------------------
+# Annotation and pairs CSV files
+
+
+def _parse_coordinate_list(text: str, where: str, column: str) -> list[int]:
+    try:
+        values = json.loads(text)
+    except json.JSONDecodeError:
+        raise InputError(f"{where}: {column} is not a list of integers: {text.strip()[:60]!r}") from None
+    if (
+        not isinstance(values, list)
+        or len(values) != NUM_JOINTS
+        or not all(isinstance(v, int) and not isinstance(v, bool) for v in values)
+    ):
+        raise InputError(f"{where}: {column} must be a list of {NUM_JOINTS} integers, got {text.strip()[:60]!r}")
+    return values
+
+
+def read_annotations(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Read an annotation CSV (``name:keypoints_y:keypoints_x``, reference doc §1.3).
+
+    Returns ``{image name: int64 array (18, 2)}`` in **(x, y)** pixel order, -1 for a missing joint.
+    Raises :class:`InputError` naming the file and row for a missing file, a wrong header or a malformed row.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: annotation file not found")
+    annotations: dict[str, np.ndarray] = {}
+    with path.open() as f:
+        header = f.readline().strip()
+        if header != ANNOTATION_HEADER:
+            raise InputError(f"{path}: row 1: expected the header {ANNOTATION_HEADER!r}, got {header[:60]!r}")
+        for row, line in enumerate(f, start=2):
+            if not line.strip():
+                continue
+            where = f"{path}: row {row}"
+            fields = line.rstrip("\n").split(":")
+            if len(fields) != 3:
+                raise InputError(f"{where}: expected 3 colon-separated fields (name:[y...]:[x...]), got {len(fields)}")
+            name = fields[0].strip()
+            if not name:
+                raise InputError(f"{where}: empty image name")
+            ys = _parse_coordinate_list(fields[1], where, "keypoints_y")
+            xs = _parse_coordinate_list(fields[2], where, "keypoints_x")
+            kp = np.stack([np.asarray(xs, dtype=np.int64), np.asarray(ys, dtype=np.int64)], axis=-1)
+            # A joint is either fully present or fully missing; a lone -1 is not a coordinate.
+            half_missing = (kp[:, 0] == MISSING) != (kp[:, 1] == MISSING)
+            if half_missing.any():
+                joint = JOINT_NAMES[int(np.argmax(half_missing))]
+                raise InputError(f"{where}: joint {joint} has only one coordinate set to -1")
+            if (kp < MISSING).any():
+                raise InputError(f"{where}: negative coordinate other than -1 (missing)")
+            if name in annotations:
+                raise InputError(f"{where}: duplicate image name {name!r}")
+            annotations[name] = kp
+    return annotations
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` via a temporary file + rename, so a crash never leaves half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def format_annotation_row(name: str, kp: np.ndarray) -> str:
+    """One CSV line (no newline) for ``kp`` (18, 2) in (x, y) order, in the field's byte-exact format."""
+    kp = np.asarray(kp).astype(np.int64)
+    if kp.shape != (NUM_JOINTS, 2):
+        raise InputError(f"keypoints for {name!r} must have shape (18, 2), got {tuple(kp.shape)}")
+    ys = ", ".join(str(int(v)) for v in kp[:, 1])
+    xs = ", ".join(str(int(v)) for v in kp[:, 0])
+    return f"{name}: [{ys}]: [{xs}]"
+
+
+def write_annotations(path: str | os.PathLike, annotations: Mapping[str, np.ndarray]) -> None:
+    """Write ``{name: (18, 2) (x, y)}`` as an annotation CSV (atomic); inverse of :func:`read_annotations`."""
+    lines = [ANNOTATION_HEADER] + [format_annotation_row(n, kp) for n, kp in annotations.items()]
+    _atomic_write_text(Path(path), "\n".join(lines) + "\n")
+
+
+def read_pairs(path: str | os.PathLike) -> list[tuple[str, str]]:
+    """Read a pairs CSV (header ``from,to``) into a list of (source name, target name)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: pairs file not found")
+    pairs: list[tuple[str, str]] = []
+    with path.open() as f:
+        header = f.readline().strip()
+        if header != PAIRS_HEADER:
+            raise InputError(f"{path}: row 1: expected the header {PAIRS_HEADER!r}, got {header[:60]!r}")
+        for row, line in enumerate(f, start=2):
+            if not line.strip():
+                continue
+            fields = [s.strip() for s in line.rstrip("\n").split(",")]
+            if len(fields) != 2 or not all(fields):
+                raise InputError(f"{path}: row {row}: expected two image names 'from,to', got {line.strip()[:80]!r}")
+            pairs.append((fields[0], fields[1]))
+    return pairs
+
+
+def write_pairs(path: str | os.PathLike, pairs: Iterable[tuple[str, str]]) -> None:
+    """Write (source, target) name pairs as a pairs CSV (atomic); inverse of :func:`read_pairs`."""
+    lines = [PAIRS_HEADER] + [f"{a},{b}" for a, b in pairs]
+    _atomic_write_text(Path(path), "\n".join(lines) + "\n")
+
+
+# ----------------------------------------------------------------------------------------------
+# Heatmaps
+
+
+def keypoint_heatmaps(kp: torch.Tensor, size: tuple[int, int], sigma: float = 6.0) -> torch.Tensor:
+    """Gaussian keypoint heatmaps (reference ``cords_to_map``, doc §1.2).
+
+    kp: (..., 18, 2) keypoints in (x, y) pixels, -1 = missing. size: (H, W).
+    Returns float (..., 18, H, W): ``exp(-((row - y)^2 + (col - x)^2) / (2 sigma^2))`` on the integer
+    pixel grid (peak 1 at the joint), an all-zero channel for a missing joint. The Gaussian is separable,
+    so it is built as an outer product of a row and a column profile (no (H*W) distance tensor per joint).
+    """
+    kp = torch.as_tensor(kp)
+    height, width = size
+    dtype = kp.dtype if kp.is_floating_point() else torch.float32
+    kp_f = kp.to(dtype)
+    rows = torch.arange(height, device=kp.device, dtype=dtype)
+    cols = torch.arange(width, device=kp.device, dtype=dtype)
+    present = is_present(kp).to(dtype)
+    gy = torch.exp(-((rows - kp_f[..., 1:2]) ** 2) / (2 * sigma**2)) * present[..., None]  # (..., 18, H)
+    gx = torch.exp(-((cols - kp_f[..., 0:1]) ** 2) / (2 * sigma**2))  # (..., 18, W)
+    return gy[..., :, None] * gx[..., None, :]
+
+
+def heatmap_keypoints(heatmaps: torch.Tensor, threshold: float = 0.1) -> torch.Tensor:
+    """Inverse of :func:`keypoint_heatmaps` for display (reference ``map_to_cord``).
+
+    heatmaps: (..., 18, H, W) -> long (..., 18, 2) (x, y) of each channel's argmax, -1 where the peak is
+    below ``threshold``.
+    """
+    *lead, joints, height, width = heatmaps.shape
+    flat = heatmaps.reshape(*lead, joints, height * width)
+    peak, index = flat.max(dim=-1)
+    kp = torch.stack([index % width, index // width], dim=-1)
+    return torch.where((peak >= threshold)[..., None], kp, torch.full_like(kp, MISSING))
+
+
+# ----------------------------------------------------------------------------------------------
+# Drawing
+
+
+def draw_skeleton(kp: np.ndarray, size: tuple[int, int], radius: int = 2, thickness: int = 1) -> np.ndarray:
+    """Draw a pose as a coloured stick figure on black (for figures).
+
+    kp: (18, 2) in (x, y) pixels, -1 = missing. size: (H, W). Returns uint8 (H, W, 3) RGB.
+    Bones whose two joints are present are drawn as anti-aliased lines, joints as filled discs.
+    """
+    from skimage.draw import disk, line_aa
+
+    height, width = size
+    kp = np.asarray(kp)
+    present = np.asarray(is_present(kp))
+    canvas = np.zeros((height, width, 3), dtype=np.float32)
+    for bone, (a, b) in enumerate(SKELETON_LIMBS):
+        if not (present[a] and present[b]):
+            continue
+        color = np.asarray(JOINT_COLORS[bone % len(JOINT_COLORS)], dtype=np.float32)
+        for offset in range(-(thickness // 2), thickness // 2 + 1):
+            rr, cc, val = line_aa(
+                int(kp[a, 1]) + offset, int(kp[a, 0]), int(kp[b, 1]) + offset, int(kp[b, 0])
+            )
+            ok = (rr >= 0) & (rr < height) & (cc >= 0) & (cc < width)
+            rr, cc, val = rr[ok], cc[ok], val[ok]
+            canvas[rr, cc] = np.maximum(canvas[rr, cc], val[:, None] * color)
+    for joint in np.flatnonzero(present):
+        rr, cc = disk((int(kp[joint, 1]), int(kp[joint, 0])), radius, shape=(height, width))
+        canvas[rr, cc] = JOINT_COLORS[joint]
+    return canvas.clip(0, 255).astype(np.uint8)
