@@ -53,9 +53,29 @@ TWIN_PART = {2: 3, 3: 2, 4: 5, 5: 4, 6: 7, 7: 6, 8: 9, 9: 8}
 EVALUATION_SEGMENTS: tuple[tuple[int, int], ...] = tuple(
     (a - 1, b - 1)
     for a, b in (
-        (2, 3), (2, 6), (3, 4), (4, 5), (6, 7), (7, 8), (2, 9), (9, 10), (10, 11), (2, 12), (12, 13),
-        (13, 14), (2, 1), (1, 15), (15, 17), (1, 16), (16, 18), (2, 17), (2, 18), (9, 12), (12, 6),
-        (9, 3), (17, 18),
+        (2, 3),
+        (2, 6),
+        (3, 4),
+        (4, 5),
+        (6, 7),
+        (7, 8),
+        (2, 9),
+        (9, 10),
+        (10, 11),
+        (2, 12),
+        (12, 13),
+        (13, 14),
+        (2, 1),
+        (1, 15),
+        (15, 17),
+        (1, 16),
+        (16, 18),
+        (2, 17),
+        (2, 18),
+        (9, 12),
+        (12, 6),
+        (9, 3),
+        (17, 18),
     )  # fmt: skip
 )
 
@@ -68,7 +88,7 @@ _KNEES = [JOINT["Rkne"], JOINT["Lkne"]]
 
 
 def _float(kp: torch.Tensor) -> torch.Tensor:
-    """Keypoints as a float tensor; float64 where the device supports it (fits are tiny, precision matters)."""
+    """Keypoints as float64 where the device supports it (the fits are tiny and precision matters)."""
     kp = torch.as_tensor(kp)
     dtype = torch.float32 if kp.device.type == "mps" else torch.float64
     return kp.to(dtype)
@@ -133,15 +153,17 @@ def points_in_quads(quads: torch.Tensor, size: tuple[int, int], eps: float = 1e-
     either vertex orientation; a degenerate (zero-area) quadrilateral covers the pixels on its segment.
     """
     rows, cols = _pixel_grid(size, quads)
-    signs = []
-    for k in range(4):
+    all_left = all_right = None
+    for k in range(4):  # one edge at a time: memory stays at one (..., H, W) float map
         a = quads[..., k, :]
         b = quads[..., (k + 1) % 4, :]
         ex = (b[..., 0] - a[..., 0])[..., None, None]
         ey = (b[..., 1] - a[..., 1])[..., None, None]
-        signs.append(ex * (rows - a[..., 1, None, None]) - ey * (cols - a[..., 0, None, None]))
-    cross = torch.stack(signs, 0)
-    return (cross >= -eps).all(0) | (cross <= eps).all(0)
+        cross = ex * (rows - a[..., 1, None, None]) - ey * (cols - a[..., 0, None, None])
+        left, right = cross >= -eps, cross <= eps
+        all_left = left if all_left is None else all_left & left
+        all_right = right if all_right is None else all_right & right
+    return all_left | all_right
 
 
 def part_masks(target_kp: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -167,7 +189,9 @@ def part_masks(target_kp: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     centre = torch.trunc(head_mean)  # numpy .astype(int)
     half = torch.trunc(0.4 * st)
     low = (centre - half[:, None]).clamp_min(0)
-    high = torch.minimum(centre + half[:, None], torch.tensor([width, height], dtype=kp.dtype, device=kp.device))
+    high = torch.minimum(
+        centre + half[:, None], torch.tensor([width, height], dtype=kp.dtype, device=kp.device)
+    )
     head = (
         (cols >= low[:, None, None, 0]) & (cols < high[:, None, None, 0])
         & (rows >= low[:, None, None, 1]) & (rows < high[:, None, None, 1])
@@ -281,7 +305,7 @@ def part_affines(source_kp: torch.Tensor, target_kp: torch.Tensor) -> tuple[torc
     src_own = src_present[:, _LIMB_FROM] & src_present[:, _LIMB_TO]
     use_twin = ~src_own & src_own[:, twin]
     src_rect = torch.where(use_twin[..., None, None], src_rect[:, twin], src_rect)
-    limb_w = (tgt_present[:, _LIMB_FROM] & tgt_present[:, _LIMB_TO] & (src_own | use_twin))
+    limb_w = tgt_present[:, _LIMB_FROM] & tgt_present[:, _LIMB_TO] & (src_own | use_twin)
     limb_w = limb_w & st_src_ok[:, None] & st_tgt_ok[:, None]
     limb_theta, limb_ok = _fit_affine(tgt_rect, src_rect, limb_w[..., None].expand(-1, -1, 4))
 
@@ -325,19 +349,26 @@ def evaluation_mask(kp: torch.Tensor, size: tuple[int, int], radius: float = 4.0
     joint, then a 5x5 closing. The radius is fixed in pixels for every resolution, like the reference.
     Zero-length segments (coincident joints) are skipped (the reference divides by zero there).
     """
-    kp = _float(kp)
+    kp = torch.as_tensor(kp).float()  # float32 is exact enough for pixel-grid tests, and twice as fast
     present = is_present(kp)
     rows, cols = _pixel_grid(size, kp)
     a_idx = [a for a, _ in EVALUATION_SEGMENTS]
     b_idx = [b for _, b in EVALUATION_SEGMENTS]
     a, b = kp[:, a_idx], kp[:, b_idx]
-    d = a - b
-    normal = torch.stack([-d[..., 1], d[..., 0]], -1)
-    length = normal.norm(dim=-1, keepdim=True)
-    offset = normal / length.clamp_min(1e-12) * radius
-    quads = torch.stack([a + offset, a - offset, b - offset, b + offset], -2)
-    seg_ok = present[:, a_idx] & present[:, b_idx] & (length[..., 0] > 0)
-    segments = (points_in_quads(quads, size) & seg_ok[..., None, None]).any(1)
+    d = b - a
+    length2 = (d**2).sum(-1)
+    seg_ok = present[:, a_idx] & present[:, b_idx] & (length2 > 0)
+    # Inside the segment's quadrilateral (closed, like skimage ``polygon``): the projection on the segment
+    # falls within it and the distance to its line is at most the radius. Two maps instead of four edges.
+    dx, dy = d[..., 0, None, None], d[..., 1, None, None]
+    rel_x = cols - a[..., 0, None, None]
+    rel_y = rows - a[..., 1, None, None]
+    along = dx * rel_x + dy * rel_y
+    across = dx * rel_y - dy * rel_x
+    length2 = length2[..., None, None]
+    eps = 1e-9 * length2
+    inside = (along >= -eps) & (along <= length2 + eps) & (across**2 <= radius**2 * length2 + eps)
+    segments = (inside & seg_ok[..., None, None]).any(1)
     dist2 = (cols - kp[..., 0, None, None]) ** 2 + (rows - kp[..., 1, None, None]) ** 2
     discs = ((dist2 < radius**2) & present[..., None, None]).any(1)
     return _binary_closing(segments | discs)

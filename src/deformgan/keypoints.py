@@ -65,7 +65,9 @@ def _parse_coordinate_list(text: str, where: str, column: str) -> list[int]:
         or len(values) != NUM_JOINTS
         or not all(isinstance(v, int) and not isinstance(v, bool) for v in values)
     ):
-        raise InputError(f"{where}: {column} must be a list of {NUM_JOINTS} integers, got {text.strip()[:60]!r}")
+        raise InputError(
+            f"{where}: {column} must be a list of {NUM_JOINTS} integers, got {text.strip()[:60]!r}"
+        )
     return values
 
 
@@ -89,7 +91,9 @@ def read_annotations(path: str | os.PathLike) -> dict[str, np.ndarray]:
             where = f"{path}: row {row}"
             fields = line.rstrip("\n").split(":")
             if len(fields) != 3:
-                raise InputError(f"{where}: expected 3 colon-separated fields (name:[y...]:[x...]), got {len(fields)}")
+                raise InputError(
+                    f"{where}: expected 3 colon-separated fields (name:[y...]:[x...]), got {len(fields)}"
+                )
             name = fields[0].strip()
             if not name:
                 raise InputError(f"{where}: empty image name")
@@ -153,7 +157,9 @@ def read_pairs(path: str | os.PathLike) -> list[tuple[str, str]]:
                 continue
             fields = [s.strip() for s in line.rstrip("\n").split(",")]
             if len(fields) != 2 or not all(fields):
-                raise InputError(f"{path}: row {row}: expected two image names 'from,to', got {line.strip()[:80]!r}")
+                raise InputError(
+                    f"{path}: row {row}: expected two image names 'from,to', got {line.strip()[:80]!r}"
+                )
             pairs.append((fields[0], fields[1]))
     return pairs
 
