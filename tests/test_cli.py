@@ -1,0 +1,42 @@
+"""The console script: commands run end to end; bad input is one line on stderr and exit status 2."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from deformgan.data import find_layout
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "deformgan.cli", *args], capture_output=True, text=True, timeout=300
+    )
+
+
+def test_help_lists_commands():
+    result = run_cli("--help")
+    assert result.returncode == 0
+    for command in ("synth", "pairs", "check-data"):
+        assert command in result.stdout
+
+
+def test_synth_then_check_data(tmp_path):
+    out = tmp_path / "people"
+    result = run_cli("synth", "--out", str(out), "--identities", "4", "--poses-per-identity", "3", "--seed", "1")
+    assert result.returncode == 0, result.stderr
+    assert (out / "preview.png").is_file()
+    layout = find_layout(out)
+    assert layout.prefix == "synth"
+    check = run_cli("check-data", str(out), "--split", "test")
+    assert check.returncode == 0, check.stderr
+    assert check.stdout.startswith("ok:")
+
+
+def test_bad_argument_is_one_line_exit_2(tmp_path):
+    result = run_cli("synth", "--out", str(tmp_path / "x"), "--size", "12y")
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0
+    assert result.stderr.startswith("error: size:")
+    missing = run_cli("check-data", str(tmp_path / "nowhere"))
+    assert missing.returncode == 2 and "nowhere" in missing.stderr
