@@ -23,7 +23,8 @@ def test_help_lists_commands():
 
 def test_synth_then_check_data(tmp_path):
     out = tmp_path / "people"
-    result = run_cli("synth", "--out", str(out), "--identities", "4", "--poses-per-identity", "3", "--seed", "1")
+    args = ["--identities", "4", "--poses-per-identity", "3", "--seed", "1"]
+    result = run_cli("synth", "--out", str(out), *args)
     assert result.returncode == 0, result.stderr
     assert (out / "preview.png").is_file()
     layout = find_layout(out)
