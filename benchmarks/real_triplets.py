@@ -1,0 +1,130 @@
+"""Classic metrics on the 100 + 100 real test triplets of shared/data/triplets (reference doc §7, §9).
+
+For Market-1501 (128x64) and DeepFashion (256x256), scores three "generators" against the real targets:
+the authors' Def-GAN outputs (right third of each strip), copy-the-source, and the source image warped
+toward the target pose by the 10 part affines (deformgan.geometry + deformgan.warp.deform, max aggregation,
+nearest sampling: the paper's deformable skip applied to pixels). Metrics: SSIM, mask-SSIM, L1 and the
+offline HOG detection rate (IS, DS, LPIPS and FID need pretrained weights that this machine lacks; they
+are listed as n/a with the missing file when absent).
+
+    .venv/bin/python benchmarks/real_triplets.py [--shared ../shared] [--out results/real_triplets.md]
+
+ds_hog needs OpenCV < 5 (OpenCV 5 dropped HOGDescriptor); e.g. ``pip install --target /tmp/cv4
+opencv-python-headless==4.14.0.94`` and run with ``PYTHONPATH=/tmp/cv4``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from deformgan.evaluate import METRICS, markdown_table, read_generated, score_images, target_masks
+from deformgan.geometry import part_affines, part_masks
+from deformgan.keypoints import read_annotations
+from deformgan.warp import deform
+
+DATASETS = {
+    # name: (triplet folder, annotation CSVs (keypoints of sources and targets), frame size (H, W))
+    "market": ("market", ["market-annotation-train.csv", "market-annotation-test.csv"], (128, 64)),
+    "deepfashion": ("deepfashion", ["fasion-annotation-test.csv"], (256, 256)),
+}
+CLASSIC = ("ssim", "mask_ssim", "ds_hog", "l1")
+
+
+def warp_sources(source: np.ndarray, source_kp: np.ndarray, target_kp: np.ndarray) -> np.ndarray:
+    """uint8 (N,H,W,3) sources -> uint8 sources warped part by part toward the target poses.
+
+    The warp runs on pixel values in [0, 255]: ``deform`` zero-fills outside each part's mask and takes the
+    max over parts (the reference's layer, designed for non-negative ReLU features), so a zero must mean
+    "no contribution", which it does for non-negative pixels and would not for [-1, 1] images.
+    """
+    size = source.shape[1:3]
+    src_kp = torch.from_numpy(source_kp).float()
+    tgt_kp = torch.from_numpy(target_kp).float()
+    theta, valid = part_affines(src_kp, tgt_kp)
+    masks = part_masks(tgt_kp, size)
+    pixels = torch.from_numpy(source).permute(0, 3, 1, 2).float()
+    warped = deform(pixels, theta, valid, masks, "max", "nearest")
+    return warped.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+
+
+def run_dataset(shared: Path, name: str, weights: Path) -> dict[str, dict]:
+    folder, csvs, size = DATASETS[name]
+    keypoints: dict[str, np.ndarray] = {}
+    for csv in csvs:
+        keypoints.update(read_annotations(shared / "data" / "annotations" / csv))
+    triplets = read_generated(shared / "data" / "triplets" / folder, triplets=True, known=keypoints)
+    assert triplets.generated.shape[1:3] == size, triplets.generated.shape
+    width = size[1]
+    from PIL import Image
+
+    source = np.stack([np.array(Image.open(f).convert("RGB"))[:, :width] for f in triplets.files])
+    source_kp = np.stack([keypoints[a] for a, _ in triplets.pairs])
+    target_kp = np.stack([keypoints[b] for _, b in triplets.pairs])
+    mask = target_masks(triplets.pairs, keypoints, size)
+    candidates = {
+        "Def-GAN (authors' outputs)": triplets.generated,
+        "copy the source": source,
+        "source warped by the part affines": warp_sources(source, source_kp, target_kp),
+    }
+    return {
+        label: score_images(images, triplets.target, mask, metrics=METRICS, weights=weights)
+        for label, images in candidates.items()
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--shared", type=Path, default=Path(__file__).resolve().parents[2] / "shared")
+    parser.add_argument(
+        "--out", type=Path, default=Path(__file__).resolve().parent / "results" / "real_triplets.md"
+    )
+    parser.add_argument(
+        "--weights", type=Path, default=None, help="folder of pretrained weights (default: none)"
+    )
+    args = parser.parse_args(argv)
+    if not (args.shared / "data" / "triplets").is_dir():
+        sys.exit(f"{args.shared}/data/triplets not found: pass --shared")
+    started = time.time()
+    sections = []
+    with tempfile.TemporaryDirectory() as empty:
+        # Without --weights, look in an empty folder: the table is reproducible whatever the hub cache holds.
+        weights = args.weights if args.weights is not None else Path(empty)
+        for name in DATASETS:
+            rows = run_dataset(args.shared, name, weights)
+            classic = [m for m in METRICS if any(rows[r][m]["value"] is not None for r in rows)]
+            missing = sorted({rows[r][m]["reason"] for r in rows for m in METRICS if m not in classic})
+            table = markdown_table(rows, classic)
+            sections.append(f"### {name} (100 test pairs)\n\n{table}\nNot computed: {'; '.join(missing)}.\n")
+    import cv2
+
+    command = "PYTHONPATH=/tmp/cv4 .venv/bin/python benchmarks/real_triplets.py"
+    header = (
+        "## Classic metrics on the real test triplets (shared/data/triplets)\n\n"
+        f"Command: `{command}` ({time.time() - started:.0f} s; "
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, "
+        f"torch {torch.__version__}, "
+        f"OpenCV {cv2.__version__}).\n\n"
+        "SSIM / mask-SSIM: skimage, Gaussian 11x11 sigma 1.5, data_range = max-min of the generated image "
+        "(reference doc §7). ds_hog: fraction of images where OpenCV's HOG people detector fires "
+        "(in brackets: mean best SVM margin). L1: mean |target - generated| in [-1, 1] units.\n\n"
+    )
+    text = header + "\n".join(sections)
+    print(text)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=args.out.parent, suffix=".tmp")
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    os.replace(tmp, args.out)
+
+
+if __name__ == "__main__":
+    main()
