@@ -41,3 +41,23 @@ def test_bad_argument_is_one_line_exit_2(tmp_path):
     assert result.stderr.startswith("error: size:")
     missing = run_cli("check-data", str(tmp_path / "nowhere"))
     assert missing.returncode == 2 and "nowhere" in missing.stderr
+
+
+def test_evaluate_real_triplets_writes_json(shared, tmp_path):
+    """`deformgan evaluate --triplets` on the authors' Market strips: the JSON holds every metric key,
+    weight-free metrics as numbers and weight-dependent ones as null with the missing file named."""
+    import json
+
+    annotations = shared / "data/annotations"
+    out = tmp_path / "scores.json"
+    result = run_cli(
+        "evaluate", "--generated", str(shared / "data/triplets/market"), "--triplets",
+        "--annotations", str(annotations / "market-annotation-test.csv"),
+        "--annotations", str(annotations / "market-annotation-train.csv"), "--out", str(out),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    scores = json.loads(out.read_text())
+    for key in ("ssim", "mask_ssim", "is", "mask_is", "ds", "ds_hog", "lpips", "fid", "l1"):
+        assert key in scores
+    assert 0 < scores["ssim"]["value"] < scores["mask_ssim"]["value"] < 1
+    assert out.with_suffix(".md").is_file()

@@ -88,6 +88,36 @@ def check_data(
     typer.echo(f"ok: {len(dataset)} {split} pairs, {checked} images of the right size")
 
 
+@app.command()
+def evaluate(
+    generated: Annotated[Path, typer.Option(help="Folder of <from>_<to>.png images (or strips).")],
+    data: Annotated[Path | None, typer.Option(help="Dataset folder: keypoints, pairs, real images.")] = None,
+    annotations: Annotated[
+        list[Path] | None, typer.Option(help="Annotation CSV(s) with the keypoints (instead of --data).")
+    ] = None,
+    pairs: Annotated[Path | None, typer.Option(help="Pairs CSV (default: the dataset's test pairs).")] = None,
+    triplets: Annotated[bool, typer.Option(help="Images are [source | target | generated] strips.")] = False,
+    dataset: Annotated[str | None, typer.Option(help="market | deepfashion (default: by size).")] = None,
+    out: Annotated[Path | None, typer.Option(help="JSON file (a .md table is written beside it).")] = None,
+    weights: Annotated[Path | None, typer.Option(help="Folder holding pretrained weights files.")] = None,
+    device: Annotated[str, typer.Option(help="cpu | cuda | cuda:N")] = "cpu",
+    batch_size: Annotated[int, typer.Option(help="Images per batch for the network metrics.")] = 50,
+) -> None:
+    """Score generated images: SSIM, mask-SSIM, IS, mask-IS, DS (+ HOG), LPIPS, FID, L1."""
+    from deformgan.evaluate import evaluate as run_evaluation
+    from deformgan.evaluate import markdown_table, write_results
+
+    results = run_evaluation(
+        generated, data=data, annotations=annotations or None, pairs=pairs, triplets=triplets,
+        dataset=dataset, weights=weights, device=device, batch_size=batch_size,
+    )  # fmt: skip
+    scores = {key: value for key, value in results.items() if key != "meta"}
+    typer.echo(markdown_table({generated.name or "generated": scores}))
+    if out is not None:
+        json_path, md_path = write_results(results, out)
+        typer.echo(f"wrote {json_path} and {md_path}")
+
+
 def main() -> None:
     """Console-script entry point."""
     try:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +29,7 @@ from PIL import Image
 from deformgan import metrics as M
 from deformgan.errors import InputError
 from deformgan.geometry import evaluation_mask
-from deformgan.keypoints import MISSING, is_present, read_annotations, read_pairs
+from deformgan.keypoints import MISSING, atomic_write_text, is_present, read_annotations, read_pairs
 from deformgan.pretrained import MissingWeightsError
 
 #: Metric keys, in table order.
@@ -519,26 +518,19 @@ def markdown_table(rows: Mapping[str, Mapping[str, Mapping]], metrics: Sequence[
     return "\n".join(lines) + "\n"
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_results(results: Mapping, out: str | os.PathLike) -> tuple[Path, Path]:
-    """Write ``metrics.json`` and ``metrics.md`` into folder ``out`` (atomically) -> their paths."""
+    """Write the results as JSON and as a Markdown table (atomically) -> their paths.
+
+    ``out`` ending in ``.json`` is the JSON file itself (the table goes beside it, ``.md``); any other
+    ``out`` is a folder receiving ``metrics.json`` and ``metrics.md``.
+    """
     out = Path(out)
-    json_path, md_path = out / "metrics.json", out / "metrics.md"
-    _write_atomic(json_path, json.dumps(results, indent=2) + "\n")
+    json_path = out if out.suffix == ".json" else out / "metrics.json"
+    md_path = json_path.with_suffix(".md")
+    atomic_write_text(json_path, json.dumps(results, indent=2) + "\n")
     label = Path(results.get("meta", {}).get("generated", "generated")).name or "generated"
     scores = {k: v for k, v in results.items() if k in METRICS}
-    _write_atomic(md_path, markdown_table({label: scores}))
+    atomic_write_text(md_path, markdown_table({label: scores}))
     return json_path, md_path
 
 

@@ -113,7 +113,7 @@ def read_annotations(path: str | os.PathLike) -> dict[str, np.ndarray]:
     return annotations
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
+def atomic_write_text(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` via a temporary file + rename, so a crash never leaves half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -139,7 +139,7 @@ def format_annotation_row(name: str, kp: np.ndarray) -> str:
 def write_annotations(path: str | os.PathLike, annotations: Mapping[str, np.ndarray]) -> None:
     """Write ``{name: (18, 2) (x, y)}`` as an annotation CSV (atomic); inverse of :func:`read_annotations`."""
     lines = [ANNOTATION_HEADER] + [format_annotation_row(n, kp) for n, kp in annotations.items()]
-    _atomic_write_text(Path(path), "\n".join(lines) + "\n")
+    atomic_write_text(Path(path), "\n".join(lines) + "\n")
 
 
 def read_pairs(path: str | os.PathLike) -> list[tuple[str, str]]:
@@ -167,7 +167,7 @@ def read_pairs(path: str | os.PathLike) -> list[tuple[str, str]]:
 def write_pairs(path: str | os.PathLike, pairs: Iterable[tuple[str, str]]) -> None:
     """Write (source, target) name pairs as a pairs CSV (atomic); inverse of :func:`read_pairs`."""
     lines = [PAIRS_HEADER] + [f"{a},{b}" for a, b in pairs]
-    _atomic_write_text(Path(path), "\n".join(lines) + "\n")
+    atomic_write_text(Path(path), "\n".join(lines) + "\n")
 
 
 # ----------------------------------------------------------------------------------------------
