@@ -20,13 +20,13 @@ import os
 import platform
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from deformgan.atomic import atomic_write_text
 from deformgan.models import Discriminator, Generator
 from deformgan.warp import pose_conditioning
 
@@ -157,18 +157,6 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=7)
@@ -184,7 +172,7 @@ def main(argv: list[str] | None = None) -> None:
             "# DSC overhead\n\n"
             f"Command: `{command}`\n\nMachine: {cpu_model()}, {os.cpu_count()} logical CPUs.\n\n"
         )
-        write_atomic(args.out, header + table)
+        atomic_write_text(args.out, header + table)
 
 
 if __name__ == "__main__":

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from deformgan.atomic import atomic_write_text
 from deformgan.errors import InputError
 
 #: Joint names in index order, exactly as the reference's ``pose_utils.LABELS`` spells them.
@@ -111,19 +111,6 @@ def read_annotations(path: str | os.PathLike) -> dict[str, np.ndarray]:
                 raise InputError(f"{where}: duplicate image name {name!r}")
             annotations[name] = kp
     return annotations
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary file + rename, so a crash never leaves half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def format_annotation_row(name: str, kp: np.ndarray) -> str:

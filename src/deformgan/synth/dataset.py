@@ -18,7 +18,6 @@ import io
 import json
 import os
 import re
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +25,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from deformgan.atomic import atomic_write_bytes
 from deformgan.data import DatasetLayout, make_pairs
 from deformgan.errors import InputError
 from deformgan.keypoints import NUM_JOINTS, draw_skeleton, write_annotations, write_pairs
@@ -154,17 +154,6 @@ class SyntheticDataset:
     metadata_file: Path
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def encode_png(image: np.ndarray) -> bytes:
     """uint8 (H, W, 3) -> PNG bytes (zlib level 1: 3x faster than the default, files ~10 % larger)."""
     buffer = io.BytesIO()
@@ -250,7 +239,7 @@ def write_synthetic_dataset(
                 person = render_sample(seed, identity, index, (height, width), cameras, drop)
                 sequence, box = int(name_rng.integers(1, 7)), int(name_rng.integers(1, 9))
                 name = f"{identity:04d}_c{person.camera}s{sequence}_{int(frames[index]):06d}_{box:02d}.png"
-                _atomic_write_bytes(layout.image_dirs[split] / name, encode_png(person.image))
+                atomic_write_bytes(layout.image_dirs[split] / name, encode_png(person.image))
                 annotations[split][name] = person.keypoints
                 images_meta[name] = {
                     "identity": identity,
@@ -284,7 +273,7 @@ def write_synthetic_dataset(
         "images": images_meta,
     }
     metadata_file = Path(out) / "synth.json"
-    _atomic_write_bytes(metadata_file, (json.dumps(metadata, indent=1) + "\n").encode())
+    atomic_write_bytes(metadata_file, (json.dumps(metadata, indent=1) + "\n").encode())
     return SyntheticDataset(
         layout=layout, num_images=num_images, num_pairs=num_pairs, metadata_file=metadata_file
     )
@@ -333,5 +322,5 @@ def preview_grid(
     path = Path(out_png)
     if not path.parent.is_dir():
         raise InputError(f"{path}: folder {path.parent} does not exist")
-    _atomic_write_bytes(path, encode_png(grid))
+    atomic_write_bytes(path, encode_png(grid))
     return path
