@@ -1,0 +1,368 @@
+"""Checkpoints: the whole training state in step-named folders, written atomically (style anchor 12).
+
+Layout of a run folder::
+
+    run/
+      ckpt-00005000/
+        generator.safetensors       # generator state dict
+        discriminator.safetensors   # discriminator state dict
+        optimizers.safetensors      # Adam tensors (exp_avg, exp_avg_sq, step) + torch CPU RNG (uint8)
+        state.json                  # step, config, data path, param-group hyper-parameters, RNG states
+      ckpt-00010000/ ...
+      latest                        # text file: the name of the newest complete checkpoint folder
+
+A checkpoint folder is filled inside a hidden temporary folder in the same parent, every file fsync'ed,
+then renamed into place; ``latest`` is rewritten (temp file + os.replace) only after that, and old
+checkpoints are pruned last. A crash at any point therefore leaves the previous checkpoint and ``latest``
+intact. Loading reads only safetensors and JSON: no pickle, no code execution (unlike the reference's
+Keras ``.h5`` or stylegan2-ada's pickles). The step is read from ``state.json``, never from a file name.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from deformgan.errors import InputError
+
+CHECKPOINT_PREFIX = "ckpt-"
+LATEST_FILE = "latest"
+STATE_FILE = "state.json"
+GENERATOR_FILE = "generator.safetensors"
+DISCRIMINATOR_FILE = "discriminator.safetensors"
+OPTIMIZERS_FILE = "optimizers.safetensors"
+FORMAT_VERSION = 1
+_FILES = (GENERATOR_FILE, DISCRIMINATOR_FILE, OPTIMIZERS_FILE, STATE_FILE)
+
+
+@dataclass
+class Checkpoint:
+    """A loaded checkpoint: state dicts ready for ``load_state_dict`` plus the run's metadata."""
+
+    path: Path
+    step: int
+    config: dict[str, Any]
+    data_dir: str | None
+    generator: dict[str, torch.Tensor]
+    discriminator: dict[str, torch.Tensor]
+    optimizers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    rng: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def checkpoint_name(step: int) -> str:
+    """Folder name of the checkpoint after ``step`` iterations: ``ckpt-<step:08d>``."""
+    return f"{CHECKPOINT_PREFIX}{step:08d}"
+
+
+# ----------------------------------------------------------------------------------------------
+# Optimiser and RNG state <-> (tensors, JSON)
+
+
+def flatten_optimizer_state(name: str, state_dict: Mapping[str, Any]) -> tuple[dict[str, torch.Tensor], dict]:
+    """Split ``optimizer.state_dict()`` into safetensors-able tensors and a JSON-able rest.
+
+    Tensors become ``"<name>/state/<param index>/<key>"``; non-tensor per-parameter values and the
+    param groups (lr, betas, eps, ... and the parameter indices) go to the JSON part.
+    """
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, dict[str, Any]] = {}
+    for index, param_state in state_dict["state"].items():
+        for key, value in param_state.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"{name}/state/{index}/{key}"] = value.detach().cpu().contiguous().clone()
+            else:
+                scalars.setdefault(str(index), {})[key] = value
+    groups = [dict(group) for group in state_dict["param_groups"]]
+    json.dumps(groups)  # fail here (not half-way through writing) if a hyper-parameter is not JSON-able
+    return tensors, {"param_groups": groups, "scalars": scalars}
+
+
+def unflatten_optimizer_state(
+    name: str, tensors: Mapping[str, torch.Tensor], meta: Mapping
+) -> dict[str, Any]:
+    """Inverse of :func:`flatten_optimizer_state`: a dict for ``optimizer.load_state_dict``."""
+    state: dict[int, dict[str, Any]] = {}
+    prefix = f"{name}/state/"
+    for key, value in tensors.items():
+        if key.startswith(prefix):
+            index, entry = key[len(prefix) :].split("/", 1)
+            state.setdefault(int(index), {})[entry] = value
+    for index, values in meta.get("scalars", {}).items():
+        state.setdefault(int(index), {}).update(values)
+    groups = []
+    for group in meta["param_groups"]:
+        group = dict(group)
+        if isinstance(group.get("betas"), list):
+            group["betas"] = tuple(group["betas"])
+        groups.append(group)
+    return {"state": state, "param_groups": groups}
+
+
+def capture_rng_state() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """RNG states: torch CPU (and CUDA) as uint8 tensors, python ``random`` and numpy as JSON lists."""
+    tensors = {"rng/torch_cpu": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        for index, state in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"rng/torch_cuda/{index}"] = state
+    version, internal, gauss = random.getstate()
+    # numpy's legacy global RNG is what third-party code seeds and draws from: capture it as is.
+    kind, keys, pos, has_gauss, cached = np.random.get_state()  # noqa: NPY002
+    meta = {
+        "python": [version, list(internal), gauss],
+        "numpy": [kind, keys.tolist(), int(pos), int(has_gauss), float(cached)],
+    }
+    return tensors, meta
+
+
+def restore_rng_state(tensors: Mapping[str, torch.Tensor], meta: Mapping[str, Any]) -> None:
+    """Inverse of :func:`capture_rng_state` (CUDA states only where the devices exist)."""
+    if "rng/torch_cpu" in tensors:
+        torch.set_rng_state(tensors["rng/torch_cpu"])
+    cuda = sorted(k for k in tensors if k.startswith("rng/torch_cuda/"))
+    if cuda and torch.cuda.is_available():
+        states = [tensors[k] for k in cuda][: torch.cuda.device_count()]
+        torch.cuda.set_rng_state_all(states)
+    if "python" in meta:
+        version, internal, gauss = meta["python"]
+        random.setstate((version, tuple(internal), gauss))
+    if "numpy" in meta:
+        kind, keys, pos, has_gauss, cached = meta["numpy"]
+        np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))  # noqa: NPY002
+
+
+# ----------------------------------------------------------------------------------------------
+# Writing
+
+
+def _fsync_file(path: Path) -> None:
+    with path.open("rb") as f:
+        os.fsync(f.fileno())
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # some platforms cannot open folders; the rename is still atomic there
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _state_dict_tensors(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    # safetensors refuses shared storage and non-contiguous tensors: store independent contiguous copies.
+    return {k: v.detach().cpu().contiguous().clone() for k, v in state_dict.items()}
+
+
+def _write_checkpoint_files(
+    folder: Path,
+    generator: Mapping[str, torch.Tensor],
+    discriminator: Mapping[str, torch.Tensor],
+    optimizer_tensors: Mapping[str, torch.Tensor],
+    state: Mapping[str, Any],
+) -> None:
+    """Write the four files of a checkpoint into ``folder`` (fsync'ed). Monkeypatched by the tests."""
+    save_file(_state_dict_tensors(generator), str(folder / GENERATOR_FILE))
+    save_file(_state_dict_tensors(discriminator), str(folder / DISCRIMINATOR_FILE))
+    save_file(dict(optimizer_tensors), str(folder / OPTIMIZERS_FILE))
+    (folder / STATE_FILE).write_text(json.dumps(state, indent=1))
+    for name in _FILES:
+        _fsync_file(folder / name)
+
+
+def save_checkpoint(
+    run_dir: str | os.PathLike,
+    step: int,
+    *,
+    generator: Mapping[str, torch.Tensor],
+    discriminator: Mapping[str, torch.Tensor],
+    optimizers: Mapping[str, Mapping[str, Any]],
+    config: Mapping[str, Any],
+    data_dir: str | os.PathLike | None,
+    extra: Mapping[str, Any] | None = None,
+    keep: int = 3,
+) -> Path:
+    """Write ``run_dir/ckpt-<step:08d>/`` atomically, point ``latest`` at it, keep the newest ``keep``.
+
+    generator / discriminator: state dicts. optimizers: ``{name: optimizer.state_dict()}``.
+    config: the resolved config dict. extra: more JSON-able state (e.g. the AMP grad-scaler state).
+    The current RNG states are captured too. Returns the checkpoint folder.
+    """
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    optimizer_tensors: dict[str, torch.Tensor] = {}
+    optimizer_meta: dict[str, Any] = {}
+    for name, state_dict in optimizers.items():
+        tensors, meta = flatten_optimizer_state(name, state_dict)
+        optimizer_tensors.update(tensors)
+        optimizer_meta[name] = meta
+    rng_tensors, rng_meta = capture_rng_state()
+    optimizer_tensors.update(rng_tensors)
+    state = {
+        "format": FORMAT_VERSION,
+        "step": int(step),
+        "config": dict(config),
+        "data_dir": None if data_dir is None else str(data_dir),
+        "optimizers": optimizer_meta,
+        "rng": rng_meta,
+        "extra": dict(extra or {}),
+    }
+
+    final = run_dir / checkpoint_name(step)
+    tmp = Path(tempfile.mkdtemp(dir=run_dir, prefix=f".{final.name}.", suffix=".tmp"))
+    try:
+        _write_checkpoint_files(tmp, generator, discriminator, optimizer_tensors, state)
+        _fsync_dir(tmp)
+        if final.exists():  # re-saving the same step (e.g. a resumed run ending where it started)
+            trash = Path(tempfile.mkdtemp(dir=run_dir, prefix=f".{final.name}.", suffix=".old"))
+            os.replace(final, trash / final.name)
+            os.replace(tmp, final)
+            shutil.rmtree(trash, ignore_errors=True)
+        else:
+            os.replace(tmp, final)
+        _fsync_dir(run_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    _atomic_write_text(run_dir / LATEST_FILE, final.name + "\n")
+    _fsync_dir(run_dir)
+    prune_checkpoints(run_dir, keep)
+    return final
+
+
+def list_checkpoints(run_dir: str | os.PathLike) -> list[Path]:
+    """Complete checkpoint folders in ``run_dir`` (all four files present), oldest first."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        return []
+    found = [
+        p
+        for p in run_dir.glob(f"{CHECKPOINT_PREFIX}*")
+        if p.is_dir() and all((p / name).is_file() for name in _FILES)
+    ]
+    return sorted(found, key=lambda p: p.name)  # zero-padded step: name order is step order
+
+
+def prune_checkpoints(run_dir: str | os.PathLike, keep: int) -> None:
+    """Delete all but the newest ``keep`` checkpoints (never the one ``latest`` names) and stale temp dirs."""
+    run_dir = Path(run_dir)
+    checkpoints = list_checkpoints(run_dir)
+    latest = _read_latest(run_dir)
+    for old in checkpoints[: max(len(checkpoints) - keep, 0)]:
+        if old.name != latest:
+            shutil.rmtree(old, ignore_errors=True)
+    for stale in run_dir.glob(f".{CHECKPOINT_PREFIX}*"):
+        if stale.is_dir():
+            shutil.rmtree(stale, ignore_errors=True)
+
+
+# ----------------------------------------------------------------------------------------------
+# Reading
+
+
+def _read_latest(run_dir: Path) -> str | None:
+    try:
+        return (run_dir / LATEST_FILE).read_text().strip() or None
+    except OSError:
+        return None
+
+
+def find_checkpoint(path: str | os.PathLike) -> Path:
+    """Resolve ``path`` (a checkpoint folder, or a run folder) to a complete checkpoint folder.
+
+    For a run folder: the one ``latest`` names when complete, else the newest complete one.
+    Raises InputError when there is none.
+    """
+    path = Path(path)
+    if path.is_dir() and (path / STATE_FILE).is_file():
+        missing = [name for name in _FILES if not (path / name).is_file()]
+        if missing:
+            raise InputError(f"{path}: incomplete checkpoint, missing {', '.join(missing)}")
+        return path
+    if not path.is_dir():
+        raise InputError(
+            f"{path}: checkpoint not found (expected a run folder or a {CHECKPOINT_PREFIX}* folder)"
+        )
+    latest = _read_latest(path)
+    complete = list_checkpoints(path)
+    if latest is not None and any(p.name == latest for p in complete):
+        return path / latest
+    if complete:
+        return complete[-1]
+    raise InputError(
+        f"{path}: no checkpoint in this folder (expected {CHECKPOINT_PREFIX}<step>/ with {STATE_FILE})"
+    )
+
+
+def _load_tensors(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError) as error:
+        raise InputError(f"{path}: not a readable safetensors file ({error})") from None
+
+
+def load_checkpoint(path: str | os.PathLike, *, weights_only: bool = False) -> Checkpoint:
+    """Load a checkpoint (folder, or run folder -> its latest) from safetensors + JSON only.
+
+    weights_only: skip the optimiser/RNG file (for generation and transfer).
+    """
+    folder = find_checkpoint(path)
+    try:
+        state = json.loads((folder / STATE_FILE).read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise InputError(f"{folder / STATE_FILE}: unreadable checkpoint state ({error})") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT_VERSION:
+        raise InputError(
+            f"{folder / STATE_FILE}: unknown checkpoint format (expected format {FORMAT_VERSION})"
+        )
+    checkpoint = Checkpoint(
+        path=folder,
+        step=int(state["step"]),
+        config=state["config"],
+        data_dir=state.get("data_dir"),
+        generator=_load_tensors(folder / GENERATOR_FILE),
+        discriminator=_load_tensors(folder / DISCRIMINATOR_FILE),
+        extra=state.get("extra", {}),
+    )
+    if not weights_only:
+        tensors = _load_tensors(folder / OPTIMIZERS_FILE)
+        checkpoint.optimizers = {
+            name: unflatten_optimizer_state(name, tensors, meta) for name, meta in state["optimizers"].items()
+        }
+        checkpoint.rng = {
+            "tensors": {k: v for k, v in tensors.items() if k.startswith("rng/")},
+            **state["rng"],
+        }
+    return checkpoint
+
+
+def restore_checkpoint_rng(checkpoint: Checkpoint) -> None:
+    """Restore the RNG states stored in ``checkpoint`` (loaded without ``weights_only``)."""
+    restore_rng_state(checkpoint.rng.get("tensors", {}), checkpoint.rng)

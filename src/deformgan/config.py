@@ -1,0 +1,374 @@
+"""Run configuration: frozen, typed dataclasses loaded strictly from YAML (style anchors 4-6).
+
+A config has four sections that map one-to-one onto what they configure:
+
+- ``model``: exactly the :class:`deformgan.models.Generator` keyword arguments, plus the discriminator's
+  ``disc_norm`` / ``disc_width``;
+- ``loss``: the objective ``gan_weight * L_adv + weight * L_rec`` (reference doc §5);
+- ``data``: which dataset layout and image-size preset to read;
+- ``train``: optimiser and loop settings, counted in **iterations** (reference doc §6: 90k, no "epochs").
+
+Loading is strict: an unknown key fails with the section's valid keys and the closest match, a wrong type
+fails naming the key, the expected type and the value. ``configs/`` holds the paper's eight runs
+(``{market,fashion}-{baseline,dsc,percloss,full}.yaml``) and the CPU-sized synthetic runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import tempfile
+import types
+import typing
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from deformgan.errors import InputError
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Generator keyword arguments (reference doc §3) plus the discriminator's norm and width (§4)."""
+
+    image_size: tuple[int, int] = (128, 64)  # (H, W) pixels
+    warp_skip: Literal["none", "mask", "full"] = "mask"  # none = paper Baseline, mask = DSC
+    warp_agg: Literal["max", "avg"] = "max"
+    warp_mode: Literal["nearest", "bilinear"] = "nearest"  # reference: nearest (§2.5)
+    norm: Literal["reference", "instance"] = "reference"
+    width: float = 1.0  # channel multiplier; 1.0 = the reference's (64, ..., 512) filters
+    dropout: float = 0.5
+    disc_norm: Literal["reference", "instance"] = "reference"
+    disc_width: float = 1.0
+
+    def generator_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of ``Generator(...)``."""
+        return {
+            "image_size": tuple(self.image_size),
+            "warp_skip": self.warp_skip,
+            "warp_agg": self.warp_agg,
+            "warp_mode": self.warp_mode,
+            "norm": self.norm,
+            "width": self.width,
+            "dropout": self.dropout,
+        }
+
+    def discriminator_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of ``Discriminator(...)``."""
+        return {"image_size": tuple(self.image_size), "norm": self.disc_norm, "width": self.disc_width}
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """Generator objective ``gan_weight * L_adv + weight * L_rec`` (reference doc §5.1-5.2)."""
+
+    gan_weight: float = 1.0
+    kind: Literal["l1", "nn"] = "l1"  # nn = nearest-neighbour loss (§5.2, pitfall 5)
+    features: Literal["pixel", "conv1_2", "conv2_1"] = "pixel"  # VGG-19 layer or raw pixels
+    weight: float = 100.0  # lambda (the reference's --l1_penalty_weight)
+    neighborhood: int = 1  # n of the n x n NN window (3 Market / 5 Fashion in the Full config)
+    vgg_weights: str | None = None  # path to VGG-19 weights (file or folder); None = standard lookup
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Dataset layout (reference doc §1.4-1.6): ``root/<prefix>-dataset/{train,test}`` + CSVs."""
+
+    preset: str = "market"  # key of deformgan.data.PRESETS (image size, crop)
+    root: str | None = None  # dataset folder; None = must be passed to train()
+    prefix: str | None = None  # e.g. "market", "fasion", "synth"; None = the unique one found in root
+    num_workers: int = 0  # DataLoader worker processes
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimiser (Adam 2e-4, (0.5, 0.999), reference doc §6) and loop settings, in iterations."""
+
+    iterations: int = 90_000
+    batch_size: int = 4
+    lr: float = 2e-4
+    betas: tuple[float, float] = (0.5, 0.999)
+    seed: int = 0
+    log_every: int = 100
+    sample_every: int = 1000
+    checkpoint_every: int = 5000
+    keep_checkpoints: int = 3
+    device: str = "auto"  # "auto" (cuda when available), "cpu", "cuda", "cuda:1", ...
+    amp: Literal["off", "bf16", "fp16"] = "off"  # autocast dtype; CUDA only (ignored on CPU)
+    channels_last: bool = False  # CUDA only (ignored on CPU)
+
+
+@dataclass(frozen=True)
+class Config:
+    """A whole run: the four sections plus a name (used for run folders and logs)."""
+
+    name: str = "run"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain YAML/JSON-able dict (tuples become lists); inverse of :func:`config_from_dict`."""
+        return _plain(dataclasses.asdict(self))
+
+    def replace(self, **sections: Any) -> Config:
+        """Copy with whole sections or ``name`` replaced (dataclasses.replace)."""
+        return dataclasses.replace(self, **sections)
+
+
+SECTIONS: dict[str, type] = {
+    "model": ModelConfig,
+    "loss": LossConfig,
+    "data": DataConfig,
+    "train": TrainConfig,
+}
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+# ----------------------------------------------------------------------------------------------
+# Strict conversion of YAML values to the annotated types
+
+
+def _type_name(annotation: Any) -> str:
+    origin = typing.get_origin(annotation)
+    if origin is Literal:
+        return " | ".join(repr(a) for a in typing.get_args(annotation))
+    if origin in (typing.Union, types.UnionType):
+        return " | ".join(_type_name(a) for a in typing.get_args(annotation))
+    if origin is tuple:
+        return f"[{', '.join(_type_name(a) for a in typing.get_args(annotation))}]"
+    if annotation is type(None):
+        return "null"
+    return getattr(annotation, "__name__", str(annotation))
+
+
+def _convert(value: Any, annotation: Any, where: str) -> Any:
+    """Return ``value`` as ``annotation`` or raise InputError naming ``where``, the type and the value."""
+    origin = typing.get_origin(annotation)
+
+    def fail() -> typing.NoReturn:
+        raise InputError(f"config key {where}: expected {_type_name(annotation)}, got {value!r}")
+
+    if origin is Literal:
+        if value not in typing.get_args(annotation) or isinstance(value, bool):
+            fail()
+        return value
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(annotation)
+        if value is None:
+            if type(None) in options:
+                return None
+            fail()
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return _convert(value, option, where)
+            except InputError:
+                continue
+        fail()
+    if origin is tuple:
+        args = typing.get_args(annotation)
+        if not isinstance(value, (list, tuple)) or len(value) != len(args):
+            fail()
+        try:
+            return tuple(_convert(v, a, where) for v, a in zip(value, args, strict=True))
+        except InputError:
+            fail()
+    if annotation is bool:
+        if not isinstance(value, bool):
+            fail()
+        return value
+    if annotation is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            fail()
+        return value
+    if annotation is float:
+        # YAML reads "2e-4" (no dot) as a string; accept it and ints where a float is expected.
+        if isinstance(value, bool):
+            fail()
+        if isinstance(value, (int, float)):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                fail()
+        fail()
+    if annotation is str:
+        if not isinstance(value, str):
+            fail()
+        return value
+    raise TypeError(f"unsupported config annotation {annotation!r} for {where}")  # programming error
+
+
+def _unknown_key_error(key: str, valid: Iterable[str], section: str | None) -> InputError:
+    valid = list(valid)
+    close = difflib.get_close_matches(key, valid, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    where = f"section {section!r}" if section else "top level"
+    return InputError(f"unknown config key {key!r} in {where}{hint}; valid keys: {', '.join(valid)}")
+
+
+def _section_from_dict(cls: type, values: Any, section: str) -> Any:
+    if values is None:
+        values = {}
+    if not isinstance(values, Mapping):
+        raise InputError(f"config section {section!r}: expected a mapping of keys, got {values!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in values.items():
+        if key not in names:
+            raise _unknown_key_error(str(key), names, section)
+        kwargs[key] = _convert(value, hints[key], f"{section}.{key}")
+    return cls(**kwargs)
+
+
+def config_from_dict(values: Mapping[str, Any]) -> Config:
+    """Build a :class:`Config` from a nested dict (missing keys take defaults); strict on keys and types."""
+    if not isinstance(values, Mapping):
+        raise InputError(f"config: expected a mapping with sections {', '.join(SECTIONS)}, got {values!r}")
+    valid = ["name", *SECTIONS]
+    for key in values:
+        if key not in valid:
+            raise _unknown_key_error(str(key), valid, None)
+    name = _convert(values.get("name", "run"), str, "name")
+    sections = {key: _section_from_dict(cls, values.get(key), key) for key, cls in SECTIONS.items()}
+    config = Config(name=name, **sections)
+    validate(config)
+    return config
+
+
+def validate(config: Config) -> None:
+    """Check value ranges that types cannot express; raise InputError with the key and the constraint."""
+    checks = [
+        (all(s > 0 for s in config.model.image_size), "model.image_size", "positive (H, W)"),
+        (config.model.width > 0, "model.width", "> 0"),
+        (config.model.disc_width > 0, "model.disc_width", "> 0"),
+        (0 <= config.model.dropout < 1, "model.dropout", "in [0, 1)"),
+        (
+            config.loss.neighborhood >= 1 and config.loss.neighborhood % 2 == 1,
+            "loss.neighborhood",
+            "odd >= 1",
+        ),
+        (
+            config.loss.kind == "nn" or config.loss.neighborhood == 1,
+            "loss.neighborhood",
+            "1 unless kind is nn",
+        ),
+        (config.data.num_workers >= 0, "data.num_workers", ">= 0"),
+        (config.train.iterations >= 0, "train.iterations", ">= 0"),
+        (config.train.batch_size >= 1, "train.batch_size", ">= 1"),
+        (config.train.lr > 0, "train.lr", "> 0"),
+        (all(0 <= b < 1 for b in config.train.betas), "train.betas", "two values in [0, 1)"),
+        (config.train.log_every >= 1, "train.log_every", ">= 1"),
+        (config.train.sample_every >= 0, "train.sample_every", ">= 0 (0 = never)"),
+        (config.train.checkpoint_every >= 0, "train.checkpoint_every", ">= 0 (0 = only at the end)"),
+        (config.train.keep_checkpoints >= 1, "train.keep_checkpoints", ">= 1"),
+    ]
+    for ok, key, constraint in checks:
+        if not ok:
+            section, name = key.split(".")
+            value = getattr(getattr(config, section), name)
+            raise InputError(f"config key {key}: expected {constraint}, got {value!r}")
+
+
+def apply_overrides(values: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
+    """Apply ``section.key=value`` overrides (value parsed by ``yaml.safe_load``) to a nested dict."""
+    values = {k: (dict(v) if isinstance(v, Mapping) else v) for k, v in values.items()}
+    for override in overrides:
+        path, sep, text = override.partition("=")
+        if not sep or not path.strip():
+            raise InputError(f"override {override!r}: expected section.key=value (e.g. train.iterations=100)")
+        keys = path.strip().split(".")
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError:
+            raise InputError(f"override {override!r}: the value is not valid YAML") from None
+        if len(keys) == 1 and keys[0] == "name":
+            values["name"] = value
+            continue
+        if len(keys) != 2:
+            raise InputError(
+                f"override {override!r}: expected section.key=value with section in {list(SECTIONS)}"
+            )
+        section, key = keys
+        if section not in SECTIONS:
+            raise _unknown_key_error(section, ["name", *SECTIONS], None)
+        current = values.get(section)
+        values[section] = {**(current or {}), key: value}
+    return values
+
+
+def load_config(path: str | os.PathLike, overrides: Iterable[str] = ()) -> Config:
+    """Load a YAML config strictly, apply ``section.key=value`` overrides, validate ranges.
+
+    Raises InputError for a missing file, invalid YAML, an unknown key (listing the valid keys and the
+    closest match) or a wrong type (naming the key, the expected type and the value).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: config file not found")
+    try:
+        values = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        line = getattr(getattr(error, "problem_mark", None), "line", None)
+        where = f" (line {line + 1})" if line is not None else ""
+        raise InputError(f"{path}: not valid YAML{where}") from None
+    if not isinstance(values, Mapping):
+        raise InputError(f"{path}: expected a mapping with sections {', '.join(SECTIONS)}")
+    try:
+        return config_from_dict(apply_overrides(dict(values), overrides))
+    except InputError as error:
+        raise InputError(f"{path}: {error}") from None
+
+
+def config_to_yaml(config: Config) -> str:
+    """The resolved config as YAML text (every key explicit, sections in order)."""
+    return yaml.safe_dump(config.to_dict(), sort_keys=False)
+
+
+def save_config(config: Config, path: str | os.PathLike) -> Path:
+    """Write the resolved config as YAML, atomically (temp file + os.replace)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(config_to_yaml(config))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def configs_dir() -> Path:
+    """The repository's ``configs/`` folder (next to ``src/``)."""
+    return Path(__file__).resolve().parents[2] / "configs"
+
+
+def find_config(name_or_path: str | os.PathLike) -> Path:
+    """A config path: an existing file, or the name of a shipped config (``market-full`` -> configs/...)."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    shipped = configs_dir() / f"{path.name.removesuffix('.yaml')}.yaml"
+    if shipped.is_file():
+        return shipped
+    available = sorted(p.stem for p in configs_dir().glob("*.yaml")) if configs_dir().is_dir() else []
+    hint = f"; shipped configs: {', '.join(available)}" if available else ""
+    raise InputError(f"config {str(name_or_path)!r} not found (not a file, not a shipped config){hint}")

@@ -1,0 +1,148 @@
+"""Generate the test images of a trained checkpoint, one PNG per pair (reference ``test.py``, doc §7).
+
+Output naming follows the reference: ``<from>_<to>.png`` (e.g. ``0007_c2s3_070952_01.jpg_0007_c3s3_077419_03
+.jpg.png``); with ``strips=True`` each file is the reference's horizontal strip [source | target | generated]
+instead of the generated image alone. The generator runs in eval mode (dropout off, the reference's
+``--use_dropout_test 0``). Every file is written atomically, and pairs whose file already exists are
+skipped, so an interrupted run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from tqdm.auto import tqdm
+
+from deformgan.checkpoint import load_checkpoint
+from deformgan.config import Config, config_from_dict
+from deformgan.data import PairDataset
+from deformgan.errors import InputError
+from deformgan.models import Generator
+from deformgan.warp import pose_conditioning
+
+
+def images_to_uint8(images: torch.Tensor) -> np.ndarray:
+    """(B, 3, H, W) float in [-1, 1] -> uint8 (B, H, W, 3), inverse of the loader's (I / 255 - 0.5) * 2."""
+    pixels = ((images.detach().float().clamp(-1, 1) + 1) * 127.5).round()
+    return pixels.to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+
+
+def save_png(pixels: np.ndarray | Image.Image, path: str | os.PathLike) -> Path:
+    """Write an RGB uint8 (H, W, 3) array or PIL image as PNG, atomically (temp file + os.replace)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image = pixels if isinstance(pixels, Image.Image) else Image.fromarray(np.ascontiguousarray(pixels))
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            image.save(f, format="PNG")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``"auto"`` -> ``cuda`` when available, else ``cpu``; anything else as given (checked)."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise InputError(
+            f"device: expected 'auto', 'cpu', 'cuda' or 'cuda:<index>', got {device!r}"
+        ) from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"device: {device!r} requested but CUDA is not available on this machine")
+    return resolved
+
+
+def load_generator(
+    checkpoint: str | os.PathLike, device: str | torch.device = "cpu"
+) -> tuple[Generator, Config]:
+    """The generator of a checkpoint (a ``ckpt-*`` folder or a run folder -> its latest), in eval mode."""
+    loaded = load_checkpoint(checkpoint, weights_only=True)
+    config = config_from_dict(loaded.config)
+    generator = Generator(**config.model.generator_kwargs())
+    try:
+        generator.load_state_dict(loaded.generator)
+    except RuntimeError as error:
+        first = str(error).strip().splitlines()[0]
+        raise InputError(f"{loaded.path}: generator weights do not match its config ({first})") from None
+    return generator.to(resolve_device(device)).eval(), config
+
+
+def output_name(source_name: str, target_name: str) -> str:
+    """The reference's output file name of a pair: ``<from>_<to>.png``."""
+    return f"{source_name}_{target_name}.png"
+
+
+@torch.no_grad()
+def generate_batch(generator: Generator, config: Config, batch: dict, device: torch.device) -> torch.Tensor:
+    """Generated targets (B, 3, H, W) in [-1, 1] for a collated PairDataset batch (poses on ``device``)."""
+    cond = pose_conditioning(
+        batch["source_kp"].to(device),
+        batch["target_kp"].to(device),
+        tuple(config.model.image_size),
+        config.model.warp_skip,
+    )
+    return generator(batch["source_image"].to(device), cond)
+
+
+def generate(
+    checkpoint: str | os.PathLike,
+    data: str | os.PathLike | None,
+    pairs: str | os.PathLike | Sequence[tuple[str, str]] | None,
+    out: str | os.PathLike,
+    batch_size: int = 16,
+    strips: bool = False,
+    device: str = "auto",
+    progress: bool = True,
+) -> Path:
+    """Generate one PNG per (source, target) pair into ``out``; return ``out``.
+
+    checkpoint: ``ckpt-*`` folder or run folder. data: dataset root in the reference layout (None = the
+    data path stored in the checkpoint). pairs: pairs CSV or list of names (None = the test pairs CSV).
+    strips: write [source | target | generated] strips (reference ``test.py`` output) instead of the
+    generated image alone. Pairs whose output file already exists are skipped.
+    """
+    if batch_size < 1:
+        raise InputError(f"batch_size: expected >= 1, got {batch_size}")
+    torch_device = resolve_device(device)
+    generator, config = load_generator(checkpoint, torch_device)
+    if data is None:
+        data = load_checkpoint(checkpoint, weights_only=True).data_dir
+        if data is None:
+            raise InputError(f"{checkpoint}: no data path stored in the checkpoint; pass the dataset folder")
+    dataset = PairDataset(
+        data, split="test", preset=config.data.preset, pairs=pairs, prefix=config.data.prefix
+    )
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    todo = [
+        i
+        for i, (source, target) in enumerate(dataset.pairs)
+        if not (out / output_name(source, target)).exists()
+    ]
+    loader = torch.utils.data.DataLoader(
+        torch.utils.data.Subset(dataset, todo), batch_size=batch_size, shuffle=False
+    )
+    bar = tqdm(total=len(todo), desc="generate", unit="img", disable=not progress)
+    for batch in loader:
+        generated = images_to_uint8(generate_batch(generator, config, batch, torch_device))
+        if strips:
+            sources = images_to_uint8(batch["source_image"])
+            targets = images_to_uint8(batch["target_image"])
+            generated = np.concatenate([sources, targets, generated], axis=2)  # along W
+        for pixels, source, target in zip(generated, batch["source_name"], batch["target_name"], strict=True):
+            save_png(pixels, out / output_name(source, target))
+        bar.update(len(generated))
+    bar.close()
+    return out

@@ -1,0 +1,164 @@
+"""Config loading: the shipped configs, strictness (unknown keys, types), overrides, round trip."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from deformgan.config import (
+    Config,
+    LossConfig,
+    ModelConfig,
+    config_from_dict,
+    configs_dir,
+    find_config,
+    load_config,
+    save_config,
+)
+from deformgan.errors import InputError
+
+CONFIGS = sorted(configs_dir().glob("*.yaml"))
+PAPER = {
+    f"{dataset}-{variant}"
+    for dataset in ("market", "fashion")
+    for variant in ("baseline", "dsc", "percloss", "full")
+}
+
+
+def test_all_shipped_configs_present():
+    names = {p.stem for p in CONFIGS}
+    assert PAPER <= names
+    assert {"synth-baseline", "synth-dsc", "synth-percloss", "synth-full", "demo"} <= names
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
+def test_shipped_config_loads_and_round_trips(path: Path, tmp_path: Path):
+    config = load_config(path)
+    assert config.name == path.stem
+    saved = save_config(config, tmp_path / "resolved.yaml")
+    assert load_config(saved) == config
+
+
+@pytest.mark.parametrize("dataset", ["market", "fashion"])
+def test_paper_settings(dataset: str):
+    """Reference doc §5.2 / §6: the README flag sets of the four paper rows."""
+    configs = {
+        v: load_config(configs_dir() / f"{dataset}-{v}.yaml") for v in ("baseline", "dsc", "percloss", "full")
+    }
+    expected = {
+        "baseline": ("none", "l1", "pixel", 100.0, 1),
+        "dsc": ("mask", "l1", "pixel", 100.0, 1),
+        "percloss": ("mask", "l1", "conv2_1", 0.5, 1),
+        "full": ("mask", "nn", "conv1_2", 0.01, 3 if dataset == "market" else 5),
+    }
+    for variant, config in configs.items():
+        got = (
+            config.model.warp_skip,
+            config.loss.kind,
+            config.loss.features,
+            config.loss.weight,
+            config.loss.neighborhood,
+        )
+        assert got == expected[variant], variant
+        assert config.train.iterations == 90_000
+        assert config.train.lr == 2e-4 and config.train.betas == (0.5, 0.999)
+        assert config.model.warp_agg == "max" and config.model.warp_mode == "nearest"
+        assert config.loss.gan_weight == 1.0
+        batch = 2 if (dataset, variant) == ("fashion", "full") else 4
+        assert config.train.batch_size == batch
+        assert config.model.image_size == ((128, 64) if dataset == "market" else (256, 256))
+
+
+def test_model_config_has_exactly_the_generator_kwargs():
+    import inspect
+
+    from deformgan import models
+
+    wanted = set(inspect.signature(models.Generator).parameters)
+    assert set(ModelConfig().generator_kwargs()) == wanted
+
+
+def test_unknown_key_lists_valid_keys_and_close_match(tmp_path: Path):
+    path = tmp_path / "typo.yaml"
+    path.write_text("model:\n  warp_skp: mask\n")
+    with pytest.raises(InputError) as error:
+        load_config(path)
+    message = str(error.value)
+    assert "warp_skp" in message and "did you mean 'warp_skip'" in message
+    for key in ("image_size", "warp_agg", "warp_mode", "norm", "width", "dropout", "disc_norm", "disc_width"):
+        assert key in message
+    assert "\n" not in message
+
+
+def test_unknown_section(tmp_path: Path):
+    path = tmp_path / "typo.yaml"
+    path.write_text("trian:\n  iterations: 3\n")
+    with pytest.raises(InputError, match="did you mean 'train'.*valid keys: name, model, loss, data, train"):
+        load_config(path)
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("train:\n  iterations: many\n", "train.iterations: expected int, got 'many'"),
+        ("train:\n  iterations: 1.5\n", "train.iterations: expected int, got 1.5"),
+        ("model:\n  warp_skip: stn\n", "model.warp_skip: expected 'none' | 'mask' | 'full', got 'stn'"),
+        ("model:\n  image_size: [128]\n", "model.image_size: expected [int, int], got [128]"),
+        ("train:\n  channels_last: 1\n", "train.channels_last: expected bool, got 1"),
+        ("loss:\n  vgg_weights: 3\n", "loss.vgg_weights: expected str | null, got 3"),
+        ("loss:\n  kind: l1\n  neighborhood: 3\n", "loss.neighborhood: expected 1 unless kind is nn"),
+        ("train: 5\n", "section 'train': expected a mapping"),
+    ],
+)
+def test_wrong_types_name_key_type_and_value(tmp_path: Path, text: str, fragment: str):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(InputError) as error:
+        load_config(path)
+    assert fragment in str(error.value)
+    assert str(path) in str(error.value)
+
+
+def test_float_accepts_int_and_yaml_exponent_strings(tmp_path: Path):
+    # PyYAML (YAML 1.1) reads "2e-4" without a dot as a string: accept it where a float is expected.
+    path = tmp_path / "c.yaml"
+    path.write_text("train:\n  lr: 2e-4\nloss:\n  weight: 100\n")
+    config = load_config(path)
+    assert config.train.lr == 2e-4 and config.loss.weight == 100.0
+
+
+def test_overrides(tmp_path: Path):
+    config = load_config(
+        configs_dir() / "market-full.yaml",
+        [
+            "train.iterations=7",
+            "model.width=0.25",
+            "loss.vgg_weights=/w/vgg.pth",
+            "name=x",
+            "train.betas=[0.9, 0.99]",
+        ],
+    )
+    assert config.train.iterations == 7 and config.model.width == 0.25
+    assert config.loss.vgg_weights == "/w/vgg.pth" and config.name == "x"
+    assert config.train.betas == (0.9, 0.99)
+    with pytest.raises(InputError, match="valid keys"):
+        load_config(configs_dir() / "market-full.yaml", ["train.iters=7"])
+    with pytest.raises(InputError, match="expected section.key=value"):
+        load_config(configs_dir() / "market-full.yaml", ["train.iterations"])
+
+
+def test_defaults_and_frozen():
+    config = config_from_dict({})
+    assert config == Config()
+    assert config.loss == LossConfig(gan_weight=1.0, kind="l1", features="pixel", weight=100.0)
+    with pytest.raises(AttributeError):
+        config.train.iterations = 3  # type: ignore[misc]
+
+
+def test_missing_file_and_find_config(tmp_path: Path):
+    with pytest.raises(InputError, match="config file not found"):
+        load_config(tmp_path / "nope.yaml")
+    assert find_config("market-full") == configs_dir() / "market-full.yaml"
+    with pytest.raises(InputError, match="shipped configs: .*market-full"):
+        find_config("market-ful")
