@@ -154,7 +154,7 @@ def test_crash_between_rename_and_latest_update(tmp_path: Path, monkeypatch):
     which is complete; a stale temp folder from a hard kill is ignored and later cleaned."""
     _save(tmp_path, 1)
     monkeypatch.setattr(
-        ckpt, "_atomic_write_text", lambda path, text: (_ for _ in ()).throw(KeyboardInterrupt())
+        ckpt, "atomic_write_text", lambda path, text, fsync=False: (_ for _ in ()).throw(KeyboardInterrupt())
     )
     with pytest.raises(KeyboardInterrupt):
         _save(tmp_path, 2)

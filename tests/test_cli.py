@@ -61,3 +61,54 @@ def test_evaluate_real_triplets_writes_json(shared, tmp_path):
         assert key in scores
     assert 0 < scores["ssim"]["value"] < scores["mask_ssim"]["value"] < 1
     assert out.with_suffix(".md").is_file()
+
+
+def test_train_generate_transfer_from_the_command_line(tmp_path):
+    """The researcher's path: synth data -> `train` (tiny override) -> `generate` -> `transfer` (PNG, GIF)."""
+    from PIL import Image
+
+    from deformgan.keypoints import read_annotations, read_pairs, write_annotations
+
+    data = tmp_path / "people"
+    assert (
+        run_cli("synth", "--out", str(data), "--identities", "4", "--poses-per-identity", "3").returncode == 0
+    )
+    run = tmp_path / "run"
+    tiny = ["model.width=0.0625", "model.disc_width=0.0625", "train.batch_size=2", "train.sample_every=0"]
+    result = run_cli(
+        "train", "--config", "synth-full", "--data", str(data), "--out", str(run), "--iterations", "2", *tiny
+    )
+    assert result.returncode == 0, result.stderr
+    typo = run_cli("train", "--config", "synth-full", "--data", str(data), "--out", str(run), "model.widht=1")
+    assert typo.returncode == 2 and "width" in typo.stderr  # the error lists the valid keys
+
+    pairs = read_pairs(data / "synth-pairs-test.csv")[:3]
+    pairs_csv = tmp_path / "pairs.csv"
+    pairs_csv.write_text("from,to\n" + "".join(f"{a},{b}\n" for a, b in pairs))
+    out = tmp_path / "generated"
+    result = run_cli("generate", "--checkpoint", str(run), "--out", str(out), "--pairs", str(pairs_csv))
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in out.glob("*.png")) == sorted(f"{a}_{b}.png" for a, b in pairs)
+
+    source, target = pairs[0]
+    image = data / "synth-dataset" / "test" / source
+    common = ["--checkpoint", str(run), "--image", str(image)]
+    annotations = ["--annotations", str(data / "synth-annotation-test.csv"), "--source", source]
+    png = tmp_path / "moved.png"
+    result = run_cli("transfer", *common, *annotations, "--target", target, "--out", str(png))
+    assert result.returncode == 0, result.stderr
+    assert Image.open(png).size == (64, 128)
+    sequence = tmp_path / "walk.csv"
+    walk = read_annotations(data / "synth-annotation-train.csv")
+    write_annotations(sequence, {name: walk[name] for name in list(walk)[:4]})
+    gif = tmp_path / "walk.gif"
+    result = run_cli("transfer", *common, *annotations, "--sequence", str(sequence), "--out", str(gif))
+    assert result.returncode == 0, result.stderr
+    animation = Image.open(gif)
+    durations = []
+    for frame in range(animation.n_frames):  # Pillow merges identical consecutive frames, adding durations
+        animation.seek(frame)
+        durations.append(animation.info["duration"])
+    assert sum(durations) == 4 * 100  # 4 poses at the default 10 fps
+    wrong = run_cli("transfer", *common, *annotations, "--target", "nobody.png", "--out", str(png))
+    assert wrong.returncode == 2 and "--target" in wrong.stderr

@@ -5,26 +5,43 @@ A crash or Ctrl-C mid-write leaves the previous file intact (or no file), never 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically (parent folders are created) -> the path."""
+@contextlib.contextmanager
+def atomic_writer(path: str | os.PathLike, fsync: bool = False) -> Iterator[BinaryIO]:
+    """Open a binary temporary file beside ``path``; on success it replaces ``path`` atomically.
+
+    ``fsync=True`` also flushes the data to disk before the rename (checkpoints: survives a power cut).
+    Parent folders are created. On an exception the temporary file is removed and ``path`` is untouched.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
+        with os.fdopen(fd, "wb") as handle:
+            yield handle
+            if fsync:
+                handle.flush()
+                os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return path
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+def atomic_write_bytes(path: str | os.PathLike, data: bytes, fsync: bool = False) -> Path:
+    """Write ``data`` to ``path`` atomically -> the path."""
+    with atomic_writer(path, fsync=fsync) as handle:
+        handle.write(data)
+    return Path(path)
+
+
+def atomic_write_text(path: str | os.PathLike, text: str, fsync: bool = False) -> Path:
     """Write UTF-8 ``text`` to ``path`` atomically -> the path."""
-    return atomic_write_bytes(path, text.encode("utf-8"))
+    return atomic_write_bytes(path, text.encode("utf-8"), fsync=fsync)

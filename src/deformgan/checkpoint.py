@@ -35,6 +35,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from deformgan.atomic import atomic_write_text
 from deformgan.errors import InputError
 
 CHECKPOINT_PREFIX = "ckpt-"
@@ -163,19 +164,6 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _state_dict_tensors(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     # safetensors refuses shared storage and non-contiguous tensors: store independent contiguous copies.
     return {k: v.detach().cpu().contiguous().clone() for k, v in state_dict.items()}
@@ -251,7 +239,7 @@ def save_checkpoint(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    _atomic_write_text(run_dir / LATEST_FILE, final.name + "\n")
+    atomic_write_text(run_dir / LATEST_FILE, final.name + "\n", fsync=True)
     _fsync_dir(run_dir)
     prune_checkpoints(run_dir, keep)
     return final

@@ -118,6 +118,110 @@ def evaluate(
         typer.echo(f"wrote {json_path} and {md_path}")
 
 
+@app.command()
+def train(
+    config: Annotated[
+        str | None, typer.Option(help="Config YAML, or a shipped config's name (e.g. market-full).")
+    ] = None,
+    data: Annotated[
+        Path | None, typer.Option(help="Dataset folder (default: the config's data.root).")
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Run folder (checkpoints, logs, samples).")] = None,
+    iterations: Annotated[int | None, typer.Option(help="TOTAL iterations (also when resuming).")] = None,
+    resume: Annotated[
+        Path | None, typer.Option(help="Run folder to continue from its newest checkpoint.")
+    ] = None,
+    overrides: Annotated[
+        list[str] | None, typer.Argument(help="Config overrides section.key=value, e.g. train.batch_size=2")
+    ] = None,
+) -> None:
+    """Train a Deformable GAN (one of the paper's configs, or your own). Multi-GPU: run under torchrun."""
+    from deformgan.config import find_config, load_config
+    from deformgan.train import train as run_training
+
+    if resume is None and config is None:
+        raise InputError("--config: give a config file or name (see configs/), or --resume RUN_DIR")
+    loaded = None
+    if config is not None:
+        loaded = load_config(find_config(config), overrides or ())
+    elif overrides:
+        raise InputError("overrides apply to --config; a resumed run keeps the config saved in its folder")
+    run_dir = run_training(loaded, data, out, iterations=iterations, resume=resume)
+    typer.echo(f"run folder: {run_dir}")
+
+
+@app.command()
+def generate(
+    checkpoint: Annotated[Path, typer.Option(help="Run folder or ckpt-* folder.")],
+    out: Annotated[Path, typer.Option(help="Output folder: one <from>_<to>.png per pair.")],
+    data: Annotated[Path | None, typer.Option(help="Dataset folder (default: the run's).")] = None,
+    pairs: Annotated[Path | None, typer.Option(help="Pairs CSV (default: the test pairs).")] = None,
+    batch_size: Annotated[int, typer.Option(help="Pairs per batch.")] = 16,
+    strips: Annotated[bool, typer.Option(help="Write [source | target | generated] strips.")] = False,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")] = "auto",
+) -> None:
+    """Generate the target-pose image of every pair (resumable: existing images are kept)."""
+    from deformgan.generate import generate as run_generation
+
+    folder = run_generation(checkpoint, data, pairs, out, batch_size=batch_size, strips=strips, device=device)
+    typer.echo(f"images: {folder}")
+
+
+def _pose_from(annotations: dict, name: str, option: str):
+    if name not in annotations:
+        raise InputError(f"{option}: {name!r} is not a row of the annotation file")
+    return annotations[name]
+
+
+@app.command()
+def transfer(
+    checkpoint: Annotated[Path, typer.Option(help="Run folder or ckpt-* folder.")],
+    image: Annotated[Path, typer.Option(help="Photo of the person (resized to the model's size).")],
+    annotations: Annotated[Path, typer.Option(help="Annotation CSV holding the poses (name:y:x rows).")],
+    source: Annotated[str, typer.Option(help="Row name of the person's own keypoints (in --image's frame).")],
+    out: Annotated[Path, typer.Option(help="Output PNG (one pose) or GIF (--sequence).")],
+    target: Annotated[str | None, typer.Option(help="Row name of the target pose.")] = None,
+    sequence: Annotated[
+        Path | None, typer.Option(help="Annotation CSV of a pose sequence (rows in order) -> GIF.")
+    ] = None,
+    fps: Annotated[float, typer.Option(help="GIF frames per second.")] = 10.0,
+    device: Annotated[str, typer.Option(help="cpu | cuda | cuda:N")] = "cpu",
+) -> None:
+    """Move a person into a target pose (PNG), or make them follow a pose sequence (animated GIF)."""
+    from deformgan.keypoints import read_annotations
+    from deformgan.transfer import PoseTransfer
+
+    if (target is None) == (sequence is None):
+        raise InputError("give exactly one of --target NAME (one image) or --sequence CSV (a GIF)")
+    poses = read_annotations(annotations)
+    source_kp = _pose_from(poses, source, "--source")
+    model = PoseTransfer.from_checkpoint(checkpoint, device=device)
+    if target is not None:
+        result = model.transfer(image, source_kp, _pose_from(poses, target, "--target"))
+        from deformgan.generate import save_png
+
+        save_png(result, out)
+    else:
+        frames = list(read_annotations(sequence).values())
+        if not frames:
+            raise InputError(f"{sequence}: no poses in the sequence file")
+        model.animate(image, source_kp, frames, out, fps=fps)
+    typer.echo(f"wrote {out}")
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option(help="Output folder.")] = Path("demo-output"),
+    minutes: Annotated[float, typer.Option(help="Wall-clock budget for the whole demo.")] = 5.0,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+) -> None:
+    """No data, no weights: synthetic people -> train a small Full model on the CPU -> pictures + summary."""
+    from deformgan.demo import run_demo
+
+    summary = run_demo(out, minutes_budget=minutes, seed=seed)
+    typer.echo(f"demo summary: {summary}")
+
+
 def main() -> None:
     """Console-script entry point."""
     try:

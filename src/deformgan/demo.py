@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
+from deformgan.atomic import atomic_write_text
 from deformgan.config import find_config, load_config
 from deformgan.data import find_layout, has_complete_torso
 from deformgan.errors import InputError
@@ -208,19 +209,6 @@ def _png_data_uri(image: Image.Image) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
-def _write_text_atomic(path: Path, text: str) -> None:
-    import tempfile
-
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 # ----------------------------------------------------------------------------------------------
 # The demo
 
@@ -323,9 +311,9 @@ offline).</p>
 </body></html>
 """
     summary = out / "summary.html"
-    _write_text_atomic(summary, page)
+    atomic_write_text(summary, page)
     total_s = time.perf_counter() - start
-    _write_text_atomic(
+    atomic_write_text(
         out / "demo.json",
         json.dumps(
             {"iterations": steps, "train_seconds": train_s, "total_seconds": total_s, "seed": seed}, indent=1

@@ -10,7 +10,6 @@ skipped, so an interrupted run resumes where it stopped.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
+from deformgan.atomic import atomic_writer
 from deformgan.checkpoint import load_checkpoint
 from deformgan.config import Config, config_from_dict
 from deformgan.data import PairDataset
@@ -36,16 +36,9 @@ def images_to_uint8(images: torch.Tensor) -> np.ndarray:
 def save_png(pixels: np.ndarray | Image.Image, path: str | os.PathLike) -> Path:
     """Write an RGB uint8 (H, W, 3) array or PIL image as PNG, atomically (temp file + os.replace)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     image = pixels if isinstance(pixels, Image.Image) else Image.fromarray(np.ascontiguousarray(pixels))
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            image.save(f, format="PNG")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_writer(path) as handle:
+        image.save(handle, format="PNG")
     return path
 
 

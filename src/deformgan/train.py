@@ -21,8 +21,8 @@ from __future__ import annotations
 import contextlib
 import csv
 import dataclasses
+import io
 import os
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -35,6 +35,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
+from deformgan.atomic import atomic_write_text
 from deformgan.checkpoint import (
     find_checkpoint,
     load_checkpoint,
@@ -202,10 +203,9 @@ class RunLog:
         kept = [rows[0]] + [r for r in rows[1:] if r and int(r[0]) <= step]
         if len(kept) == len(rows):
             return
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
-        with os.fdopen(fd, "w", newline="") as f:
-            csv.writer(f).writerows(kept)
-        os.replace(tmp, self.path)
+        text = io.StringIO(newline="")
+        csv.writer(text).writerows(kept)
+        atomic_write_text(self.path, text.getvalue())
 
     def write(self, step: int, values: dict[str, float]) -> None:
         self._csv.writerow([step, *(f"{values[k]:.6g}" for k in LOG_KEYS)])

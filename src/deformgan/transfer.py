@@ -11,7 +11,6 @@ another size than the model's is resized to it and its keypoints are scaled with
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from deformgan.atomic import atomic_writer
 from deformgan.config import Config
 from deformgan.errors import InputError
 from deformgan.generate import images_to_uint8, load_generator, resolve_device
@@ -140,16 +140,9 @@ class PoseTransfer:
 def save_gif(frames: Sequence[np.ndarray | Image.Image], path: str | os.PathLike, fps: float) -> Path:
     """Write RGB frames as a looping animated GIF, atomically (temp file + os.replace)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     images = [f if isinstance(f, Image.Image) else Image.fromarray(np.ascontiguousarray(f)) for f in frames]
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            images[0].save(
-                f, format="GIF", save_all=True, append_images=images[1:], duration=round(1000 / fps), loop=0
-            )
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_writer(path) as handle:
+        images[0].save(
+            handle, format="GIF", save_all=True, append_images=images[1:], duration=round(1000 / fps), loop=0
+        )
     return path
