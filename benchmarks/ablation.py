@@ -29,8 +29,6 @@ import argparse
 import dataclasses
 import json
 import multiprocessing
-import os
-import platform
 import shlex
 import sys
 import tempfile
@@ -56,6 +54,7 @@ from deformgan.synth import write_synthetic_dataset
 from deformgan.vgg import VGG19_WEIGHTS_FILE, VGG19_WEIGHTS_URL
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import machine_description  # noqa: E402  (benchmarks/machine.py)
 from real_triplets import warp_sources  # noqa: E402  (sibling benchmark script, not a package)
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -307,18 +306,6 @@ def _short(label: str) -> str:
 
 # ----------------------------------------------------------------------------------------------
 # Main
-
-
-def machine_description() -> str:
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{model}, {os.cpu_count()} logical CPUs, torch {torch.__version__}"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import sys
 import time
@@ -25,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from machine import cpu_model  # noqa: E402  (benchmarks/machine.py)
 
 from deformgan.atomic import atomic_write_text
 from deformgan.models import Discriminator, Generator
@@ -145,16 +145,6 @@ def run(repeats: int, threads: int | None, clock: str = "wall") -> tuple[str, di
     for key, (label, _) in cases.items():
         lines.append(f"| {label} | {med[key]:.1f} | {extra[key][0]} | {extra[key][1]} |")
     return "\n".join(lines) + "\n", med
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def main(argv: list[str] | None = None) -> None:

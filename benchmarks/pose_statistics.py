@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import argparse
 import platform
-import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
+from machine import cpu_model  # noqa: E402  (benchmarks/machine.py)
 from PIL import Image, ImageDraw
 
 from deformgan.keypoints import JOINT, JOINT_NAMES, read_annotations
@@ -170,21 +170,11 @@ def main() -> int:
     png = args.out.with_suffix(".png")
     _histogram_strip(real, synth, names, png)
     lines += ["", f"Histograms (real blue, synthetic orange): `{png.name}`.", "",
-              f"Machine: {platform.platform()}, {_cpu_name()}."]  # fmt: skip
+              f"Machine: {platform.platform()}, {cpu_model()}."]  # fmt: skip
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
-
-
-def _cpu_name() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
-    except OSError:
-        return platform.processor() or "unknown CPU"
-    return next(
-        (line.split(":", 1)[1].strip() for line in out.splitlines() if "Model name" in line), "unknown CPU"
-    )
 
 
 if __name__ == "__main__":

@@ -12,23 +12,17 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import argparse  # noqa: E402
-import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
+from machine import cpu_model  # noqa: E402  (benchmarks/machine.py)
+
 from deformgan.synth import render_sample, write_synthetic_dataset  # noqa: E402
 from deformgan.synth.render import make_cameras  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def _cpu_name() -> str:
-    out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
-    return next(
-        (line.split(":", 1)[1].strip() for line in out.splitlines() if "Model name" in line), "unknown CPU"
-    )
 
 
 def render_rate(size: tuple[int, int], images: int) -> float:
@@ -65,7 +59,7 @@ def main() -> int:
         "# Synthetic-people generation speed (one CPU core)",
         "",
         f"Command: `python benchmarks/synth_speed.py --images {args.images}`  ",
-        f"Machine: {_cpu_name()}, pinned to 1 core, numpy single-threaded.",
+        f"Machine: {cpu_model()}, pinned to 1 core, numpy single-threaded.",
         "",
         "| size (HxW) | images timed | render only (img/s) | render + write dataset (img/s) |",
         "|---|---|---|---|",

@@ -15,6 +15,7 @@ SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "ablation.py"
 
 @pytest.fixture(scope="module")
 def ablation():
+    sys.path.insert(0, str(SCRIPT.parent))  # the script imports its sibling `machine`, as when run directly
     spec = importlib.util.spec_from_file_location("ablation_benchmark", SCRIPT)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses resolve their annotations through sys.modules
@@ -23,6 +24,7 @@ def ablation():
         yield module
     finally:
         sys.modules.pop(spec.name, None)
+        sys.path.remove(str(SCRIPT.parent))
 
 
 def test_mean_and_se_by_hand(ablation):
