@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 from deformgan.data import find_layout
 
@@ -112,3 +114,29 @@ def test_train_generate_transfer_from_the_command_line(tmp_path):
     assert sum(durations) == 4 * 100  # 4 poses at the default 10 fps
     wrong = run_cli("transfer", *common, *annotations, "--target", "nobody.png", "--out", str(png))
     assert wrong.returncode == 2 and "--target" in wrong.stderr
+
+
+def test_torchrun_two_processes_through_the_cli(tmp_path):
+    """The README's multi-GPU command, on 2 CPU processes (gloo): `torchrun -m deformgan.cli train ...`.
+    Both ranks train; rank 0 alone writes the run folder and its final checkpoint."""
+    import shutil
+
+    from deformgan.checkpoint import list_checkpoints
+
+    torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent))
+    assert torchrun is not None, "torchrun ships with torch and sits beside the interpreter"
+    data = tmp_path / "people"
+    people = ["--identities", "4", "--poses-per-identity", "3", "--no-preview"]
+    synth = run_cli("synth", "--out", str(data), *people)
+    assert synth.returncode == 0, synth.stderr
+    run = tmp_path / "ddp"
+    tiny = ["model.width=0.0625", "model.disc_width=0.0625", "train.batch_size=2", "train.sample_every=0"]
+    result = subprocess.run(
+        [torchrun, "--standalone", "--nproc_per_node", "2", "-m", "deformgan.cli", "train",
+         "--config", "synth-dsc", "--data", str(data), "--out", str(run), "--iterations", "2", *tiny],
+        capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert [p.name for p in list_checkpoints(run)] == ["ckpt-00000002"]
+    rows = (run / "log.csv").read_text().splitlines()
+    assert [r.split(",")[0] for r in rows] == ["step", "2"]  # the final step once: one writer

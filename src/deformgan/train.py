@@ -397,8 +397,8 @@ def train(
     g_model, d_model = generator, discriminator
     if context.enabled:
         device_ids = [device.index] if cuda else None
-        g_model = DistributedDataParallel(generator, device_ids=device_ids, broadcast_buffers=False)
-        d_model = DistributedDataParallel(discriminator, device_ids=device_ids, broadcast_buffers=False)
+        g_model = DistributedDataParallel(generator, device_ids=device_ids)
+        d_model = DistributedDataParallel(discriminator, device_ids=device_ids)
 
     dataset = PairDataset(data_path, split="train", preset=config.data.preset, prefix=config.data.prefix)
     sampler = PairBatchSampler(
