@@ -6,6 +6,7 @@ stderr and exit status 2 — no traceback for a user's typo.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -147,7 +148,8 @@ def train(
     elif overrides:
         raise InputError("overrides apply to --config; a resumed run keeps the config saved in its folder")
     run_dir = run_training(loaded, data, out, iterations=iterations, resume=resume)
-    typer.echo(f"run folder: {run_dir}")
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 speaks for the job
+        typer.echo(f"run folder: {run_dir}")
 
 
 @app.command()
