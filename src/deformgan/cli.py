@@ -216,11 +216,14 @@ def demo(
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("demo-output"),
     minutes: Annotated[float, typer.Option(help="Wall-clock budget for the whole demo.")] = 5.0,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    threads: Annotated[
+        int | None, typer.Option(help="CPU threads (default: torch's; use 1 on a busy shared machine).")
+    ] = None,
 ) -> None:
     """No data, no weights: synthetic people -> train a small Full model on the CPU -> pictures + summary."""
     from deformgan.demo import run_demo
 
-    summary = run_demo(out, minutes_budget=minutes, seed=seed)
+    summary = run_demo(out, minutes_budget=minutes, seed=seed, threads=threads)
     typer.echo(f"demo summary: {summary}")
 
 
