@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 
@@ -17,3 +18,13 @@ def shared() -> Path:
             f"../shared absent ({SHARED}): real-data checks run only where it exists (CI, dev machines)"
         )
     return SHARED
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op thread for a test module: tiny models gain nothing from more, and a shared 2-core
+    machine loses a lot to oversubscription."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
