@@ -47,8 +47,8 @@ from deformgan.atomic import atomic_write_text
 from deformgan.config import Config, find_config, load_config
 from deformgan.data import PairDataset
 from deformgan.generate import generate_batch, images_to_uint8, load_generator, save_png
-from deformgan.geometry import evaluation_mask
 from deformgan.keypoints import draw_skeleton, read_pairs
+from deformgan.parts import evaluation_mask
 from deformgan.pretrained import MissingWeightsError, find_weights
 from deformgan.synth import write_synthetic_dataset
 from deformgan.vgg import VGG19_WEIGHTS_FILE, VGG19_WEIGHTS_URL

@@ -27,8 +27,8 @@ import torch
 from machine import cpu_model  # noqa: E402  (benchmarks/machine.py)
 
 from deformgan.atomic import atomic_write_text
+from deformgan.conditioning import pose_conditioning
 from deformgan.models import Discriminator, Generator
-from deformgan.warp import pose_conditioning
 
 SIZE = (128, 64)
 BATCH = 4

@@ -2,7 +2,7 @@
 
 For Market-1501 (128x64) and DeepFashion (256x256), scores three "generators" against the real targets:
 the authors' Def-GAN outputs (right third of each strip), copy-the-source, and the source image warped
-toward the target pose by the 10 part affines (deformgan.geometry + deformgan.warp.deform, max aggregation,
+toward the target pose by the 10 part affines (deformgan.parts + deformgan.warp.deform, max aggregation,
 nearest sampling: the paper's deformable skip applied to pixels). Metrics: SSIM, mask-SSIM, L1 and the
 offline HOG detection rate (IS, DS, LPIPS and FID need pretrained weights that this machine lacks; they
 are listed as n/a with the missing file when absent).
@@ -27,8 +27,8 @@ import numpy as np
 import torch
 
 from deformgan.evaluate import METRICS, markdown_table, read_generated, score_images, target_masks
-from deformgan.geometry import part_affines, part_masks
 from deformgan.keypoints import read_annotations
+from deformgan.parts import part_affines, part_masks
 from deformgan.warp import deform
 
 DATASETS = {

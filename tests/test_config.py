@@ -103,7 +103,7 @@ def test_unknown_section(tmp_path: Path):
     [
         ("train:\n  iterations: many\n", "train.iterations: expected int, got 'many'"),
         ("train:\n  iterations: 1.5\n", "train.iterations: expected int, got 1.5"),
-        ("model:\n  warp_skip: stn\n", "model.warp_skip: expected 'none' | 'mask' | 'full', got 'stn'"),
+        ("model:\n  warp_skip: stn\n", "model.warp_skip: expected 'none' | 'mask' | 'global', got 'stn'"),
         ("model:\n  image_size: [128]\n", "model.image_size: expected [int, int], got [128]"),
         ("train:\n  channels_last: 1\n", "train.channels_last: expected bool, got 1"),
         ("loss:\n  vgg_weights: 3\n", "loss.vgg_weights: expected str | null, got 3"),

@@ -7,6 +7,7 @@ import pytest
 import torch
 from torch import nn
 
+from deformgan.conditioning import PoseConditioning
 from deformgan.errors import InputError
 from deformgan.models import (
     Discriminator,
@@ -16,10 +17,9 @@ from deformgan.models import (
     encoder_levels,
     patch_grid,
 )
-from deformgan.warp import PoseConditioning
 
 SIZES = {"market": (128, 64), "deepfashion": (256, 256)}
-VARIANTS = ("none", "mask", "full")
+VARIANTS = ("none", "mask", "global")
 
 
 def conditioning(batch: int, size: tuple[int, int], warp_skip: str, seed: int = 0) -> PoseConditioning:
@@ -247,7 +247,7 @@ def test_skips_are_warped_only_down_to_stride_8():
         assert torch.equal(f, plain) == (level >= 4), level
 
 
-@pytest.mark.parametrize("warp_skip", ["mask", "full"])
+@pytest.mark.parametrize("warp_skip", ["mask", "global"])
 def test_gradients_reach_both_encoders(warp_skip):
     size = (64, 32)
     g = Generator(size, warp_skip=warp_skip, width=1 / 8)

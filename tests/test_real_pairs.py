@@ -13,9 +13,9 @@ import torch
 from PIL import Image
 
 from deformgan.evaluate import read_generated, target_masks
-from deformgan.geometry import part_affines, part_masks
 from deformgan.keypoints import read_annotations
 from deformgan.metrics import ssim
+from deformgan.parts import part_affines, part_masks
 from deformgan.warp import deform
 
 DATASETS = {

@@ -12,12 +12,10 @@ import torch.nn.functional as F
 
 from deformgan.errors import InputError
 from deformgan.warp import (
-    PoseConditioning,
     _round_half_away_from_zero,
     deform,
     downsample_masks,
     feature_stride,
-    pose_conditioning,
 )
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
@@ -341,56 +339,6 @@ def test_bad_arguments_raise_input_error():
         deform(features, theta, valid, torch.ones(1, 3, 16, 8))
     with pytest.raises(InputError, match="stride"):
         deform(features, theta, valid, torch.ones(1, 2, 16, 16))
-
-
-# ----------------------------------------------------------------------------------------------
-# Pose conditioning
-
-
-def standing_pose(shift: float = 0.0) -> torch.Tensor:
-    """A plausible 128x64 standing person, (18, 2) (x, y), all joints present."""
-    kp = torch.tensor(
-        [[32, 20], [32, 30], [24, 30], [20, 50], [18, 68], [40, 30], [44, 50], [46, 68], [27, 66],
-         [27, 92], [27, 118], [37, 66], [37, 92], [37, 118], [30, 17], [34, 17], [28, 18], [36, 18]],
-        dtype=torch.float32,
-    )  # fmt: skip
-    return kp + shift
-
-
-def test_pose_conditioning_shapes_for_each_variant():
-    source = torch.stack([standing_pose(), standing_pose(2)])
-    target = torch.stack([standing_pose(-3), standing_pose(1)])
-    target[1, 4] = -1  # a missing right wrist: the right forearm is invalid
-    mask = pose_conditioning(source, target, (128, 64), "mask")
-    assert mask.source_heatmaps.shape == mask.target_heatmaps.shape == (2, 18, 128, 64)
-    assert mask.theta.shape == (2, 10, 2, 3) and mask.theta.dtype == torch.float32
-    assert mask.valid.shape == (2, 10) and mask.valid.dtype == torch.bool
-    assert mask.masks.shape == (2, 10, 128, 64) and mask.masks.dtype == torch.float32
-    assert not mask.valid[1, 8] and mask.valid[0].all()
-    # A pure shift of every joint by (-3, -3) -> (0, 0): each part's affine is that translation, target ->
-    # source, i.e. x_source = x_target + 3.
-    torch.testing.assert_close(mask.theta[0], affine(a2=3.0, b2=3.0).expand(10, 2, 3), atol=1e-4, rtol=0)
-    full = pose_conditioning(source, target, (128, 64), "full")
-    assert full.theta.shape == (2, 1, 2, 3) and full.valid.shape == (2, 1) and full.masks is None
-    none = pose_conditioning(source, target, (128, 64), "none")
-    assert none.theta is None and none.valid is None and none.masks is None
-    moved = mask.to("cpu")
-    assert moved is not mask and torch.equal(moved.masks, mask.masks)
-
-
-def test_pose_conditioning_bad_input():
-    kp = standing_pose()[None]
-    with pytest.raises(InputError, match="warp_skip"):
-        pose_conditioning(kp, kp, (128, 64), "stn")
-    with pytest.raises(InputError, match="source_kp"):
-        pose_conditioning(kp[:, :17], kp, (128, 64), "mask")
-    with pytest.raises(InputError, match="batch"):
-        pose_conditioning(kp, torch.cat([kp, kp]), (128, 64), "mask")
-
-
-def test_pose_conditioning_dataclass_to_keeps_none():
-    cond = PoseConditioning(torch.zeros(1, 18, 4, 4), torch.zeros(1, 18, 4, 4))
-    assert cond.to("cpu").theta is None
 
 
 def test_real_market_pairs_warp_like_the_reference_transforms():

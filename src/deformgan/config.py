@@ -36,7 +36,7 @@ class ModelConfig:
     """Generator keyword arguments (reference doc §3) plus the discriminator's norm and width (§4)."""
 
     image_size: tuple[int, int] = (128, 64)  # (H, W) pixels
-    warp_skip: Literal["none", "mask", "full"] = "mask"  # none = paper Baseline, mask = DSC
+    warp_skip: Literal["none", "mask", "global"] = "mask"  # none = paper Baseline, mask = DSC
     warp_agg: Literal["max", "avg"] = "max"
     warp_mode: Literal["nearest", "bilinear"] = "nearest"  # reference: nearest (§2.5)
     norm: Literal["reference", "instance"] = "reference"

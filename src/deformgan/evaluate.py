@@ -29,8 +29,8 @@ from PIL import Image
 from deformgan import metrics as M
 from deformgan.atomic import atomic_write_text
 from deformgan.errors import InputError
-from deformgan.geometry import evaluation_mask
 from deformgan.keypoints import MISSING, is_present, read_annotations, read_pairs
+from deformgan.parts import evaluation_mask
 from deformgan.pretrained import MissingWeightsError
 
 #: Metric keys, in table order.

@@ -20,11 +20,11 @@ from tqdm.auto import tqdm
 
 from deformgan.atomic import atomic_writer
 from deformgan.checkpoint import load_checkpoint
+from deformgan.conditioning import pose_conditioning
 from deformgan.config import Config, config_from_dict
 from deformgan.data import PairDataset
 from deformgan.errors import InputError
 from deformgan.models import Generator
-from deformgan.warp import pose_conditioning
 
 
 def images_to_uint8(images: torch.Tensor) -> np.ndarray:

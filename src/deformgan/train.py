@@ -42,6 +42,7 @@ from deformgan.checkpoint import (
     restore_checkpoint_rng,
     save_checkpoint,
 )
+from deformgan.conditioning import pose_conditioning
 from deformgan.config import Config, config_from_dict, load_config, save_config
 from deformgan.data import PairDataset, find_layout
 from deformgan.errors import InputError
@@ -49,7 +50,6 @@ from deformgan.generate import images_to_uint8, resolve_device, save_png
 from deformgan.keypoints import draw_skeleton
 from deformgan.losses import ReconstructionLoss, d_loss, g_adversarial_loss
 from deformgan.models import Discriminator, Generator
-from deformgan.warp import pose_conditioning
 
 #: Batches consumed per iteration, in this order (reference doc §6: "2 batches consumed by D + 1 by G").
 ROLES = ("d_real", "d_fake", "g")

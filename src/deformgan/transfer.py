@@ -19,12 +19,12 @@ import torch
 from PIL import Image
 
 from deformgan.atomic import atomic_writer
+from deformgan.conditioning import pose_conditioning
 from deformgan.config import Config
 from deformgan.errors import InputError
 from deformgan.generate import images_to_uint8, load_generator, resolve_device
 from deformgan.keypoints import MISSING, NUM_JOINTS, is_present
 from deformgan.models import Generator
-from deformgan.warp import pose_conditioning
 
 ImageLike = Image.Image | np.ndarray | str | os.PathLike
 

@@ -1,6 +1,6 @@
 """The deformable skip connection: warp a feature map once per body part and aggregate (reference doc §2.5).
 
-Conventions (shared with :mod:`deformgan.geometry`): ``theta`` (B, P, 2, 3) maps a TARGET pixel (x, y, 1)
+Conventions (shared with :mod:`deformgan.parts`): ``theta`` (B, P, 2, 3) maps a TARGET pixel (x, y, 1)
 to the SOURCE pixel (x, y), in pixel units at full image resolution, x = column, y = row. Masks (B, P, H, W)
 are 0/1 part coverages of the target at full resolution.
 
@@ -25,18 +25,13 @@ one index per (part, pixel), shared by all channels.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
-
 import torch
 from torch.autograd.function import once_differentiable
 
-from deformgan import geometry
 from deformgan.errors import InputError
-from deformgan.keypoints import NUM_JOINTS, keypoint_heatmaps
 
 AGGREGATES = ("max", "avg")
 MODES = ("nearest", "bilinear")
-WARP_SKIPS = ("none", "mask", "full")
 
 # ----------------------------------------------------------------------------------------------
 # Coordinates
@@ -234,77 +229,3 @@ def deform(
     if aggregate == "avg":
         out = torch.where(count > 0, out / count.clamp_min(1), torch.zeros_like(out))
     return out.reshape(batch, channels, h, w)
-
-
-# ----------------------------------------------------------------------------------------------
-# Pose conditioning
-
-
-@dataclass
-class PoseConditioning:
-    """Everything the generator needs besides the source image, for one batch.
-
-    source_heatmaps, target_heatmaps: (B, 18, H, W) Gaussian keypoint heatmaps (§1.2).
-    theta: (B, P, 2, 3) target->source pixel affines (P = 10 parts for "mask", 1 for "full"), or None.
-    valid: (B, P) bool, or None. masks: (B, P, H, W) float 0/1 target part masks ("mask" only), or None.
-    """
-
-    source_heatmaps: torch.Tensor
-    target_heatmaps: torch.Tensor
-    theta: torch.Tensor | None = None
-    valid: torch.Tensor | None = None
-    masks: torch.Tensor | None = None
-
-    def to(self, device: torch.device | str) -> PoseConditioning:
-        """A copy with every tensor moved to ``device``."""
-        moved = {f.name: getattr(self, f.name) for f in fields(self)}
-        return PoseConditioning(**{k: None if v is None else v.to(device) for k, v in moved.items()})
-
-
-def _check_keypoints(kp: torch.Tensor, name: str) -> torch.Tensor:
-    kp = torch.as_tensor(kp)
-    if kp.dim() != 3 or kp.shape[1:] != (NUM_JOINTS, 2):
-        raise InputError(
-            f"pose_conditioning: {name} must be (B, {NUM_JOINTS}, 2) (x, y), got {tuple(kp.shape)}"
-        )
-    return kp if kp.is_floating_point() else kp.to(torch.float32)
-
-
-def pose_conditioning(
-    source_kp: torch.Tensor,
-    target_kp: torch.Tensor,
-    size: tuple[int, int],
-    warp_skip: str,
-    sigma: float = 6.0,
-) -> PoseConditioning:
-    """Heatmaps, part affines and part masks for a batch of pose pairs, on the keypoints' device.
-
-    source_kp, target_kp: (B, 18, 2) (x, y) pixels, -1 = missing. size: (H, W).
-    warp_skip "mask": 10 part affines + target part masks (§2.3-2.4); "full": one global affine, no masks;
-    "none": heatmaps only (the paper's Baseline).
-    """
-    if warp_skip not in WARP_SKIPS:
-        raise InputError(f"pose_conditioning: warp_skip must be one of {WARP_SKIPS}, got {warp_skip!r}")
-    source_kp = _check_keypoints(source_kp, "source_kp")
-    target_kp = _check_keypoints(target_kp, "target_kp").to(source_kp.device)
-    if source_kp.shape[0] != target_kp.shape[0]:
-        raise InputError(
-            f"pose_conditioning: source_kp and target_kp batch sizes differ ({source_kp.shape[0]} vs "
-            f"{target_kp.shape[0]})"
-        )
-    size = (int(size[0]), int(size[1]))
-    cond = PoseConditioning(
-        source_heatmaps=keypoint_heatmaps(source_kp, size, sigma),
-        target_heatmaps=keypoint_heatmaps(target_kp, size, sigma),
-    )
-    if warp_skip == "none":
-        return cond
-    device = source_kp.device
-    if warp_skip == "mask":
-        theta, valid = geometry.part_affines(source_kp, target_kp)
-        cond.masks = geometry.part_masks(target_kp, size).to(device=device, dtype=torch.float32)
-    else:
-        theta, valid = geometry.global_affine(source_kp, target_kp)
-    cond.theta = theta.to(device=device, dtype=torch.float32)
-    cond.valid = valid.to(device=device, dtype=torch.bool)
-    return cond

@@ -11,10 +11,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from deformgan.conditioning import WARP_SKIPS, PoseConditioning
 from deformgan.errors import InputError
 from deformgan.keypoints import NUM_JOINTS
 from deformgan.models.blocks import DownBlock, UpBlock, keras_init_, make_norm, scaled
-from deformgan.warp import AGGREGATES, MODES, WARP_SKIPS, PoseConditioning, deform
+from deformgan.warp import AGGREGATES, MODES, deform
 
 WARPED_LEVELS = 4  # encoder levels 0..3 (strides 1, 2, 4, 8) are warped (§3.3)
 IMAGE_CHANNELS = 3
@@ -98,7 +99,7 @@ class Generator(nn.Module):
     """Deformable-GAN generator (§3). forward(source_image (B,3,H,W) in [-1,1], cond) -> (B,3,H,W) in [-1,1].
 
     image_size: (H, W), e.g. (128, 64) Market, (256, 256) DeepFashion.
-    warp_skip: "mask" (DSC, 10 parts + masks), "full" (one global affine, no masks), "none" (Baseline).
+    warp_skip: "mask" (DSC, 10 parts + masks), "global" (one affine, no masks), "none" (Baseline).
     warp_agg: "max" | "avg"; warp_mode: "nearest" (reference) | "bilinear".
     norm: "reference" (keras-contrib instance norm over C x H x W) | "instance" (per-channel).
     width: filter multiplier (1 = paper; the 3-channel output is never scaled). dropout: decoder dropout.

@@ -8,7 +8,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from deformgan import geometry
+from deformgan import parts
 from deformgan.keypoints import JOINT, MISSING
 
 
@@ -33,11 +33,11 @@ def test_conformance_with_reference(shared, name):
     height, width = data["masks"].shape[-2:]
 
     chunks = torch.split(target, 50)  # bounded memory at 256x256
-    masks = torch.cat([geometry.part_masks(t, (height, width)).bool() for t in chunks]).numpy()
+    masks = torch.cat([parts.part_masks(t, (height, width)).bool() for t in chunks]).numpy()
     iou = _iou(masks, data["masks"]).mean(0)
     assert (iou >= 0.99).all(), f"mean mask IoU per part {iou}"
 
-    theta, valid = geometry.part_affines(source, target)
+    theta, valid = parts.part_affines(source, target)
     affines8 = data["affines8"]
     # The reference's "no-point" transform: identity with translation (+1000, +1000).
     no_point = (affines8[..., 2] == 1000) & (affines8[..., 5] == 1000)
@@ -59,7 +59,7 @@ def test_conformance_with_reference(shared, name):
     worst = np.where(checked, displacement, 0)
     assert worst.max() <= 0.5, f"max map error per part {worst.max(0)}"
 
-    ma = torch.cat([geometry.evaluation_mask(t, (height, width)) for t in chunks]).numpy()
+    ma = torch.cat([parts.evaluation_mask(t, (height, width)) for t in chunks]).numpy()
     ma_iou = _iou(ma, data["ma_masks"]).mean()
     assert ma_iou >= 0.98, ma_iou
 
@@ -81,7 +81,7 @@ def _standing_pose() -> torch.Tensor:
 def test_identical_poses_give_identity_affines():
     """Source == target: every fitted part maps each pixel onto itself."""
     kp = _standing_pose()[None]
-    theta, valid = geometry.part_affines(kp, kp)
+    theta, valid = parts.part_affines(kp, kp)
     assert valid.all()
     torch.testing.assert_close(theta, torch.eye(2, 3).expand(1, 10, 2, 3), atol=1e-4, rtol=0)
 
@@ -90,7 +90,7 @@ def test_translation_is_recovered_exactly():
     """A source pose shifted by (+5, -3) px: every part's affine is that pure translation."""
     target = _standing_pose()[None]
     source = target + torch.tensor([5.0, -3.0])
-    theta, valid = geometry.part_affines(source, target)
+    theta, valid = parts.part_affines(source, target)
     expected = torch.tensor([[1.0, 0.0, 5.0], [0.0, 1.0, -3.0]]).expand(1, 10, 2, 3)
     assert valid.all()
     torch.testing.assert_close(theta, expected, atol=1e-4, rtol=0)
@@ -101,9 +101,9 @@ def test_body_symmetry_uses_the_twin_limb():
     target = _standing_pose()[None]
     source = target.clone()
     source[0, JOINT["Rwri"]] = MISSING
-    theta, valid = geometry.part_affines(source, target)
-    right_forearm = geometry.PART_NAMES.index("right forearm")
-    left_forearm = geometry.PART_NAMES.index("left forearm")
+    theta, valid = parts.part_affines(source, target)
+    right_forearm = parts.PART_NAMES.index("right forearm")
+    left_forearm = parts.PART_NAMES.index("left forearm")
     assert valid[0, right_forearm]
     # The twin rectangle lies on the other side of the body: the map sends the right wrist region
     # (x ~ 20) to the left wrist region (x ~ 44).
@@ -112,17 +112,17 @@ def test_body_symmetry_uses_the_twin_limb():
     assert abs(mapped[0].item() - 44.0) < 3 and abs(mapped[1].item() - 62.0) < 3
     # Both twins missing in the source: no estimate.
     source[0, JOINT["Lwri"]] = MISSING
-    _, valid = geometry.part_affines(source, target)
+    _, valid = parts.part_affines(source, target)
     assert not valid[0, right_forearm] and not valid[0, left_forearm]
 
 
 def test_missing_target_limb_is_invalid_and_its_mask_empty():
     target = _standing_pose()[None]
     target[0, JOINT["Lkne"]] = MISSING
-    masks = geometry.part_masks(target, (128, 64))
-    _, valid = geometry.part_affines(target, target)
+    masks = parts.part_masks(target, (128, 64))
+    _, valid = parts.part_affines(target, target)
     for part in ("left upper leg", "left lower leg"):
-        index = geometry.PART_NAMES.index(part)
+        index = parts.PART_NAMES.index(part)
         assert not valid[0, index]
         assert masks[0, index].sum() == 0
     assert masks[0, 0].sum() == 128 * 64  # torso mask = whole image (reference, issue #20)
@@ -133,23 +133,23 @@ def test_head_mask_is_the_reference_square():
     kp = _standing_pose()
     st = float(torch.sqrt((((kp[JOINT["Rhip"]] - kp[JOINT["Rsho"]]) ** 2).sum()
                            + ((kp[JOINT["Lhip"]] - kp[JOINT["Lsho"]]) ** 2).sum()) / 2))  # fmt: skip
-    head = kp[[JOINT[n] for n in geometry.HEAD_JOINTS]]
+    head = kp[[JOINT[n] for n in parts.HEAD_JOINTS]]
     cx, cy = (int(v) for v in head.mean(0))
     half = int(0.4 * st)
     expected = torch.zeros(128, 64)
     expected[max(cy - half, 0) : cy + half, max(cx - half, 0) : cx + half] = 1
-    masks = geometry.part_masks(kp[None], (128, 64))
+    masks = parts.part_masks(kp[None], (128, 64))
     assert torch.equal(masks[0, 1], expected)
 
 
 def test_all_joints_missing_is_all_invalid_never_nan():
     kp = torch.full((2, 18, 2), float(MISSING))
-    theta, valid = geometry.part_affines(kp, kp)
-    masks = geometry.part_masks(kp, (128, 64))
+    theta, valid = parts.part_affines(kp, kp)
+    masks = parts.part_masks(kp, (128, 64))
     assert not valid.any()
     assert torch.isfinite(theta).all() and torch.isfinite(masks).all()
     assert masks[:, 1:].sum() == 0
-    assert not geometry.evaluation_mask(kp, (128, 64)).any()
+    assert not parts.evaluation_mask(kp, (128, 64)).any()
 
 
 def test_coincident_joints_are_flagged_not_nan():
@@ -157,34 +157,34 @@ def test_coincident_joints_are_flagged_not_nan():
     target = _standing_pose()[None]
     target[0, JOINT["Rwri"]] = target[0, JOINT["Relb"]]
     source = target.clone()
-    source[0, [JOINT[n] for n in geometry.TORSO_JOINTS]] = target[0, JOINT["neck"]]
-    theta, valid = geometry.part_affines(source, target)
+    source[0, [JOINT[n] for n in parts.TORSO_JOINTS]] = target[0, JOINT["neck"]]
+    theta, valid = parts.part_affines(source, target)
     assert torch.isfinite(theta).all()
-    assert not valid[0, geometry.PART_NAMES.index("right forearm")]
+    assert not valid[0, parts.PART_NAMES.index("right forearm")]
     assert not valid[0, 0]  # all source torso joints coincide: no torso affine
-    assert torch.isfinite(geometry.part_masks(target, (128, 64))).all()
-    assert geometry.evaluation_mask(target, (128, 64)).any()
+    assert torch.isfinite(parts.part_masks(target, (128, 64))).all()
+    assert parts.evaluation_mask(target, (128, 64)).any()
 
 
 def test_joints_outside_the_image():
     """Keypoints beyond the frame (e.g. after the 176-px crop) give clipped masks and finite affines."""
     target = _standing_pose()[None] + torch.tensor([50.0, 30.0])
-    masks = geometry.part_masks(target, (128, 64))
-    theta, valid = geometry.part_affines(_standing_pose()[None], target)
+    masks = parts.part_masks(target, (128, 64))
+    theta, valid = parts.part_affines(_standing_pose()[None], target)
     assert masks.shape == (1, 10, 128, 64) and torch.isfinite(theta).all() and valid.all()
-    assert geometry.evaluation_mask(target, (128, 64)).shape == (1, 128, 64)
+    assert parts.evaluation_mask(target, (128, 64)).shape == (1, 128, 64)
 
 
 def test_global_affine_matches_part_torso_when_knees_missing():
-    """The `full` variant fits the 4 torso joints (+ knees when present): without knees = torso affine."""
+    """The `global` variant fits the 4 torso joints (+ knees when present): without knees = torso affine."""
     target = _standing_pose()[None]
     source = target * 1.1 + 2
     source[0, JOINT["Rkne"]] = MISSING
     source[0, JOINT["Lkne"]] = MISSING
-    theta, valid = geometry.global_affine(source, target)
-    parts, _ = geometry.part_affines(source, target)
+    theta, valid = parts.global_affine(source, target)
+    per_part, _ = parts.part_affines(source, target)
     assert theta.shape == (1, 1, 2, 3) and valid.all()
-    torch.testing.assert_close(theta[:, 0], parts[:, 0])
+    torch.testing.assert_close(theta[:, 0], per_part[:, 0])
 
 
 def test_evaluation_mask_single_disc_hand_count():
@@ -192,7 +192,7 @@ def test_evaluation_mask_single_disc_hand_count():
     Pixels with dx^2 + dy^2 < 16: 1 + 4*3 (axes) + 4*(2+2+1)... counted directly below."""
     kp = torch.full((1, 18, 2), float(MISSING))
     kp[0, JOINT["nose"]] = torch.tensor([20.0, 30.0])
-    mask = geometry.evaluation_mask(kp, (64, 48))
+    mask = parts.evaluation_mask(kp, (64, 48))
     disc = sum(1 for dx in range(-4, 5) for dy in range(-4, 5) if dx * dx + dy * dy < 16)
     assert disc == 45
     # Closing a convex disc can only fill its digital concavities; it never removes pixels.
@@ -212,9 +212,9 @@ def test_random_poses_never_yield_nan_or_inf(coords, missing, round_coords):
         kp = kp.round()
     kp[torch.tensor(missing)] = MISSING
     source, target = kp[None], kp.flip(0)[None]
-    theta, valid = geometry.part_affines(source, target)
-    masks = geometry.part_masks(target, (32, 24))
-    ma = geometry.evaluation_mask(target, (32, 24))
+    theta, valid = parts.part_affines(source, target)
+    masks = parts.part_masks(target, (32, 24))
+    ma = parts.evaluation_mask(target, (32, 24))
     assert torch.isfinite(theta).all()
     assert torch.isfinite(masks).all() and ((masks == 0) | (masks == 1)).all()
     assert ma.dtype == torch.bool
@@ -227,10 +227,10 @@ def test_batched_equals_one_by_one():
     base = _standing_pose()
     batch = torch.stack([base, base + 3, base * 0.9])
     batch[1, JOINT["Lwri"]] = MISSING
-    theta, valid = geometry.part_affines(batch.flip(0), batch)
-    masks = geometry.part_masks(batch, (128, 64))
+    theta, valid = parts.part_affines(batch.flip(0), batch)
+    masks = parts.part_masks(batch, (128, 64))
     for i in range(3):
-        t, v = geometry.part_affines(batch.flip(0)[i : i + 1], batch[i : i + 1])
+        t, v = parts.part_affines(batch.flip(0)[i : i + 1], batch[i : i + 1])
         torch.testing.assert_close(theta[i : i + 1], t)
         assert torch.equal(valid[i : i + 1], v)
-        assert torch.equal(masks[i : i + 1], geometry.part_masks(batch[i : i + 1], (128, 64)))
+        assert torch.equal(masks[i : i + 1], parts.part_masks(batch[i : i + 1], (128, 64)))
