@@ -42,13 +42,14 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from deformgan import metrics as M
 from deformgan.atomic import atomic_write_text
 from deformgan.config import Config, find_config, load_config
 from deformgan.data import PairDataset
-from deformgan.generate import generate_batch, images_to_uint8, load_generator, save_png
+from deformgan.evaluation import metrics as M
+from deformgan.evaluation.mask import evaluation_mask
+from deformgan.generate import generate_batch, load_generator
+from deformgan.images import to_uint8, write_image
 from deformgan.keypoints import draw_skeleton, read_pairs
-from deformgan.parts import evaluation_mask
 from deformgan.pretrained import MissingWeightsError, find_weights
 from deformgan.synth import write_synthetic_dataset
 from deformgan.vgg import VGG19_WEIGHTS_FILE, VGG19_WEIGHTS_URL
@@ -102,15 +103,15 @@ def vgg_weights_path() -> Path | None:
 
 
 def variant_configs(settings: Settings, vgg: Path | None) -> list[Variant]:
-    """The four paper variants with identical budgets (doc §5.2 README configs, scaled to the CPU).
+    """The four paper variants with identical budgets (the authors' README configs, scaled to the CPU).
 
-    Only ``model.warp_skip`` and the ``loss`` section differ between them. With VGG-19 weights, PercLoss
-    is L1 on conv2_1 (lambda 0.5) and Full the NN loss on conv1_2 (lambda 0.01, n = 3), as the paper's
-    Market configs; without, both run on pixels (the synth configs' documented stand-ins).
+    Only ``generator.warp_skip`` and the ``objective`` section differ between them. With VGG-19 weights,
+    PercLoss is L1 on conv2_1 (lambda 0.5) and Full the NN loss on conv1_2 (lambda 0.01, n = 3), as the
+    paper's Market configs; without, both run on pixels (the synth configs' documented stand-ins).
     """
     common = [
-        f"model.width={settings.width}",
-        f"model.disc_width={settings.width}",
+        f"generator.width={settings.width}",
+        f"discriminator.width={settings.width}",
         f"train.iterations={settings.iterations}",
         f"train.batch_size={settings.batch_size}",
         f"train.seed={settings.seed}",
@@ -124,8 +125,16 @@ def variant_configs(settings: Settings, vgg: Path | None) -> list[Variant]:
         perc, full = [], []
         perc_label, full_label = "PercLoss (pixel features)", "Full (NN loss on pixels)"
     else:
-        perc = ["loss.features=conv2_1", "loss.weight=0.5", f"loss.vgg_weights={vgg}"]
-        full = ["loss.features=conv1_2", "loss.weight=0.01", f"loss.vgg_weights={vgg}"]
+        perc = [
+            "objective.features=conv2_1",
+            "objective.reconstruction_weight=0.5",
+            f"objective.vgg_weights={vgg}",
+        ]
+        full = [
+            "objective.features=conv1_2",
+            "objective.reconstruction_weight=0.01",
+            f"objective.vgg_weights={vgg}",
+        ]
         perc_label, full_label = "PercLoss (VGG conv2_1)", "Full (NN loss on VGG conv1_2)"
     rows = [
         ("baseline", "Baseline", []),
@@ -215,7 +224,7 @@ def generate_all(run_dir: Path, batch: dict, chunk: int = 50) -> np.ndarray:
     outputs = []
     for start in range(0, n, chunk):
         part = {k: v[start : start + chunk] for k, v in batch.items()}
-        outputs.append(images_to_uint8(generate_batch(generator, config, part, torch.device("cpu"))))
+        outputs.append(to_uint8(generate_batch(generator, config, part, torch.device("cpu"))))
     return np.concatenate(outputs)
 
 
@@ -385,8 +394,8 @@ def main(argv: list[str] | None = None) -> dict:
     eval_started = time.perf_counter()
     pairs = fixed_test_pairs(data_dir, settings.eval_pairs, settings.seed)
     batch = load_pairs(data_dir, pairs)
-    source = images_to_uint8(batch["source_image"])
-    target = images_to_uint8(batch["target_image"])
+    source = to_uint8(batch["source_image"])
+    target = to_uint8(batch["target_image"])
     source_kp, target_kp = batch["source_kp"], batch["target_kp"]
     mask = evaluation_mask(target_kp, source.shape[1:3]).numpy()
     candidates = {
@@ -421,10 +430,11 @@ def main(argv: list[str] | None = None) -> dict:
         run = aliases[variant.key]
         timing = timings[run]
         shared = f" (same config as {labels[run]}: its run reused)" if run != variant.key else ""
+        objective = variant.config.objective
         model_rows.append(
-            f"| {variant.label} | {variant.config.model.warp_skip} | {variant.config.loss.kind} | "
-            f"{variant.config.loss.features} | {variant.config.loss.weight:g} | "
-            f"{variant.config.loss.neighborhood} | {timing['wall_s'] / 60:.1f} min{shared} | "
+            f"| {variant.label} | {variant.config.generator.warp_skip} | {objective.reconstruction} | "
+            f"{objective.features} | {objective.reconstruction_weight:g} | "
+            f"{objective.neighborhood} | {timing['wall_s'] / 60:.1f} min{shared} | "
             f"{timing['s_per_iteration']:.3f} |"
         )
     vgg_note = (
@@ -478,7 +488,7 @@ def main(argv: list[str] | None = None) -> dict:
     )
     print(text)
     atomic_write_text(args.results / "ablation.md", text)
-    save_png(figure, args.results / "ablation.png")
+    write_image(figure, args.results / "ablation.png")
     raw = {
         "settings": dataclasses.asdict(settings),
         "timings": timings,

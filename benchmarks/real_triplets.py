@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from deformgan.evaluate import METRICS, markdown_table, read_generated, score_images, target_masks
+from deformgan.evaluation.evaluate import METRICS, markdown_table, read_generated, score_images, target_masks
 from deformgan.keypoints import read_annotations
 from deformgan.parts import part_affines, part_masks
 from deformgan.warp import deform

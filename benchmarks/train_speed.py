@@ -34,10 +34,10 @@ def run_one(config_name: str, data_dir: str, iterations: int, threads: int) -> d
     import torch
 
     from deformgan.config import find_config, load_config
-    from deformgan.losses import ReconstructionLoss
-    from deformgan.models import Generator
+    from deformgan.models import build_generator
     from deformgan.pretrained import MissingWeightsError
     from deformgan.train import read_log, train
+    from deformgan.vgg import VGG19Features
 
     torch.set_num_threads(threads)
     overrides = [
@@ -46,23 +46,23 @@ def run_one(config_name: str, data_dir: str, iterations: int, threads: int) -> d
     ]  # fmt: skip
     config = load_config(find_config(config_name), overrides)
     note = ""
-    if config.loss.features != "pixel":
+    if config.objective.features != "pixel":
         try:
-            ReconstructionLoss(
-                config.loss.kind, config.loss.features, config.loss.neighborhood, config.loss.vgg_weights
-            )
+            VGG19Features([config.objective.features], weights=config.objective.vgg_weights)
         except MissingWeightsError:
-            config = load_config(find_config(config_name), [*overrides, "loss.features=pixel"])
-            note = f"VGG-19 weights missing: {config.loss.kind} loss on pixels instead of conv1_2"
+            config = load_config(find_config(config_name), [*overrides, "objective.features=pixel"])
+            note = (
+                f"VGG-19 weights missing: {config.objective.reconstruction} loss on pixels instead of conv1_2"
+            )
     with tempfile.TemporaryDirectory() as run_dir:
         start = time.perf_counter()
         train(config, data_dir, run_dir, progress=False, tensorboard=False)
         wall = time.perf_counter() - start
         times = read_log(run_dir)["time/step"][1:]  # drop the warm-up iteration
-    generator_params = sum(p.numel() for p in Generator(**config.model.generator_kwargs()).parameters())
+    generator_params = sum(p.numel() for p in build_generator(config).parameters())
     return {
         "config": config_name,
-        "width": config.model.width,
+        "width": config.generator.width,
         "batch": config.train.batch_size,
         "generator_params": generator_params,
         "it_per_s": len(times) / sum(times),

@@ -53,14 +53,15 @@ def test_variants_have_equal_budgets_and_pixel_percloss_is_dsc(ablation):
     settings = ablation.Settings(iterations=7, width=0.25)
     variants = ablation.variant_configs(settings, vgg=None)
     assert [v.key for v in variants] == ["baseline", "dsc", "percloss", "full"]
-    # Equal budgets: identical train and data sections, and the same model except the skip type.
+    # Equal budgets: identical train, data and discriminator sections, the same generator but the skips.
     assert len({v.config.train for v in variants}) == 1
     assert len({v.config.data for v in variants}) == 1
-    assert {dataclasses.replace(v.config.model, warp_skip="mask") for v in variants} == {
-        variants[1].config.model
+    assert len({v.config.discriminator for v in variants}) == 1
+    assert {dataclasses.replace(v.config.generator, warp_skip="mask") for v in variants} == {
+        variants[1].config.generator
     }
-    assert variants[0].config.train.iterations == 7 and variants[0].config.model.width == 0.25
-    assert [v.config.model.warp_skip for v in variants] == ["none", "mask", "mask", "mask"]
+    assert variants[0].config.train.iterations == 7 and variants[0].config.generator.width == 0.25
+    assert [v.config.generator.warp_skip for v in variants] == ["none", "mask", "mask", "mask"]
     # Without VGG weights PercLoss is the DSC config: its run is shared; the others train their own.
     assert ablation.run_aliases(variants) == {
         "baseline": "baseline",
@@ -74,10 +75,16 @@ def test_variants_have_equal_budgets_and_pixel_percloss_is_dsc(ablation):
 def test_vgg_variants_use_the_paper_layers(ablation, tmp_path):
     weights = tmp_path / "vgg19-dcbb9e9d.pth"  # only the path enters the config; nothing is loaded here
     variants = {v.key: v for v in ablation.variant_configs(ablation.Settings(), vgg=weights)}
-    perc, full = variants["percloss"].config.loss, variants["full"].config.loss
-    # Reference doc §5.2: PercLoss = L1 on conv2_1 (lambda 0.5); Full = NN loss on conv1_2 (lambda 0.01, n=3).
-    assert (perc.kind, perc.features, perc.weight) == ("l1", "conv2_1", 0.5)
-    assert (full.kind, full.features, full.weight, full.neighborhood) == ("nn", "conv1_2", 0.01, 3)
+    perc, full = variants["percloss"].config.objective, variants["full"].config.objective
+    # The authors' README: PercLoss = L1 on conv2_1 (lambda 0.5); Full = NN loss on conv1_2 (lambda 0.01,
+    # n = 3).
+    assert (perc.reconstruction, perc.features, perc.reconstruction_weight) == ("l1", "conv2_1", 0.5)
+    assert (full.reconstruction, full.features, full.reconstruction_weight, full.neighborhood) == (
+        "nn",
+        "conv1_2",
+        0.01,
+        3,
+    )
     assert len(set(ablation.run_aliases(list(variants.values())).values())) == 4
 
 

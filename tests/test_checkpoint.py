@@ -1,12 +1,10 @@
-"""Checkpoints: exact round trip of weights / Adam / RNG, atomic writes, rotation, safe loading."""
+"""Checkpoints: exact round trip of weights / Adam, atomic writes, rotation, safe loading, format 1."""
 
 from __future__ import annotations
 
 import json
-import random
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
@@ -88,18 +86,26 @@ def test_optimizer_continues_identically_after_restore():
         assert torch.equal(a, b)
 
 
-def test_rng_states_round_trip(tmp_path: Path):
-    torch.manual_seed(3)
-    random.seed(4)
-    np.random.seed(5)  # noqa: NPY002 (the legacy global state is what the checkpoint captures)
-    _save(tmp_path, 1)
-    expected = (torch.rand(3), random.random(), np.random.rand())  # noqa: NPY002
-    torch.manual_seed(99)
-    random.seed(99)
-    np.random.seed(99)  # noqa: NPY002
-    ckpt.restore_checkpoint_rng(ckpt.load_checkpoint(tmp_path))
-    got = (torch.rand(3), random.random(), np.random.rand())  # noqa: NPY002
-    assert torch.equal(got[0], expected[0]) and got[1:] == expected[1:]
+def test_format_1_checkpoint_loads_with_its_config_upgraded(tmp_path: Path):
+    """deformgan 0.1 wrote format 1: RNG states beside the Adam tensors and sections model/loss."""
+    from safetensors.torch import load_file, save_file
+
+    folder = _save(tmp_path, 2)
+    state = json.loads((folder / "state.json").read_text())
+    state["format"] = 1
+    state["config"] = {"model": {"warp_skip": "full", "width": 0.5}, "loss": {"kind": "l1", "weight": 10.0}}
+    state["rng"] = {"python": [3, [0] * 625, None]}
+    (folder / "state.json").write_text(json.dumps(state))
+    tensors = load_file(str(folder / "optimizers.safetensors"))
+    save_file(tensors | {"rng/torch_cpu": torch.get_rng_state()}, str(folder / "optimizers.safetensors"))
+    loaded = ckpt.load_checkpoint(tmp_path)
+    assert loaded.config["generator"] == {"warp_skip": "global", "width": 0.5}
+    assert loaded.config["objective"] == {"reconstruction": "l1", "reconstruction_weight": 10.0}
+    assert set(loaded.optimizers) == {"generator", "discriminator"}  # the RNG tensors are not Adam state
+    assert ckpt.load_checkpoint(_save(tmp_path / "new", 1)).config == {
+        "name": "t",
+        "train": {"iterations": 9},
+    }
 
 
 def test_keeps_last_k_and_never_parses_step_from_name(tmp_path: Path):

@@ -76,12 +76,19 @@ def test_train_generate_transfer_from_the_command_line(tmp_path):
         run_cli("synth", "--out", str(data), "--identities", "4", "--poses-per-identity", "3").returncode == 0
     )
     run = tmp_path / "run"
-    tiny = ["model.width=0.0625", "model.disc_width=0.0625", "train.batch_size=2", "train.sample_every=0"]
+    tiny = [
+        "generator.width=0.0625",
+        "discriminator.width=0.0625",
+        "train.batch_size=2",
+        "train.sample_every=0",
+    ]
     result = run_cli(
         "train", "--config", "synth-full", "--data", str(data), "--out", str(run), "--iterations", "2", *tiny
     )
     assert result.returncode == 0, result.stderr
-    typo = run_cli("train", "--config", "synth-full", "--data", str(data), "--out", str(run), "model.widht=1")
+    typo = run_cli(
+        "train", "--config", "synth-full", "--data", str(data), "--out", str(run), "generator.widht=1"
+    )
     assert typo.returncode == 2 and "width" in typo.stderr  # the error lists the valid keys
 
     pairs = read_pairs(data / "synth-pairs-test.csv")[:3]
@@ -130,7 +137,12 @@ def test_torchrun_two_processes_through_the_cli(tmp_path):
     synth = run_cli("synth", "--out", str(data), *people)
     assert synth.returncode == 0, synth.stderr
     run = tmp_path / "ddp"
-    tiny = ["model.width=0.0625", "model.disc_width=0.0625", "train.batch_size=2", "train.sample_every=0"]
+    tiny = [
+        "generator.width=0.0625",
+        "discriminator.width=0.0625",
+        "train.batch_size=2",
+        "train.sample_every=0",
+    ]
     result = subprocess.run(
         [torchrun, "--standalone", "--nproc_per_node", "2", "-m", "deformgan.cli", "train",
          "--config", "synth-dsc", "--data", str(data), "--out", str(run), "--iterations", "2", *tiny],

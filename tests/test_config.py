@@ -8,13 +8,15 @@ import pytest
 
 from deformgan.config import (
     Config,
-    LossConfig,
-    ModelConfig,
+    DiscriminatorConfig,
+    GeneratorConfig,
+    ObjectiveConfig,
     config_from_dict,
     configs_dir,
     find_config,
     load_config,
     save_config,
+    upgrade_legacy,
 )
 from deformgan.errors import InputError
 
@@ -42,7 +44,7 @@ def test_shipped_config_loads_and_round_trips(path: Path, tmp_path: Path):
 
 @pytest.mark.parametrize("dataset", ["market", "fashion"])
 def test_paper_settings(dataset: str):
-    """Reference doc §5.2 / §6: the README flag sets of the four paper rows."""
+    """The authors' README flag sets of the four paper rows (Baseline, DSC, PercLoss, Full)."""
     configs = {
         v: load_config(configs_dir() / f"{dataset}-{v}.yaml") for v in ("baseline", "dsc", "percloss", "full")
     }
@@ -53,40 +55,53 @@ def test_paper_settings(dataset: str):
         "full": ("mask", "nn", "conv1_2", 0.01, 3 if dataset == "market" else 5),
     }
     for variant, config in configs.items():
+        objective = config.objective
         got = (
-            config.model.warp_skip,
-            config.loss.kind,
-            config.loss.features,
-            config.loss.weight,
-            config.loss.neighborhood,
+            config.generator.warp_skip,
+            objective.reconstruction,
+            objective.features,
+            objective.reconstruction_weight,
+            objective.neighborhood,
         )
         assert got == expected[variant], variant
         assert config.train.iterations == 90_000
         assert config.train.lr == 2e-4 and config.train.betas == (0.5, 0.999)
-        assert config.model.warp_agg == "max" and config.model.warp_mode == "nearest"
-        assert config.loss.gan_weight == 1.0
+        assert config.generator.warp_agg == "max" and config.generator.warp_mode == "nearest"
+        assert objective.adversarial_weight == 1.0
         batch = 2 if (dataset, variant) == ("fashion", "full") else 4
         assert config.train.batch_size == batch
-        assert config.model.image_size == ((128, 64) if dataset == "market" else (256, 256))
+        assert config.image_size == ((128, 64) if dataset == "market" else (256, 256))
 
 
-def test_model_config_has_exactly_the_generator_kwargs():
+@pytest.mark.parametrize(
+    ("section", "constructor"),
+    [
+        (GeneratorConfig, "deformgan.models.Generator"),
+        (DiscriminatorConfig, "deformgan.models.Discriminator"),
+        (ObjectiveConfig, "deformgan.objective.GeneratorObjective"),
+    ],
+)
+def test_each_section_is_exactly_its_constructors_arguments(section, constructor):
+    """YAML section = constructor kwargs (image_size comes from the data preset): the same names, and the
+    same defaults, so a key can neither be forgotten nor mean something else in the constructor."""
+    import dataclasses
+    import importlib
     import inspect
 
-    from deformgan import models
-
-    wanted = set(inspect.signature(models.Generator).parameters)
-    assert set(ModelConfig().generator_kwargs()) == wanted
+    module, name = constructor.rsplit(".", 1)
+    parameters = inspect.signature(getattr(importlib.import_module(module), name)).parameters
+    wanted = {k: p.default for k, p in parameters.items() if k != "image_size"}
+    assert {f.name: f.default for f in dataclasses.fields(section)} == wanted
 
 
 def test_unknown_key_lists_valid_keys_and_close_match(tmp_path: Path):
     path = tmp_path / "typo.yaml"
-    path.write_text("model:\n  warp_skp: mask\n")
+    path.write_text("generator:\n  warp_skp: mask\n")
     with pytest.raises(InputError) as error:
         load_config(path)
     message = str(error.value)
     assert "warp_skp" in message and "did you mean 'warp_skip'" in message
-    for key in ("image_size", "warp_agg", "warp_mode", "norm", "width", "dropout", "disc_norm", "disc_width"):
+    for key in ("warp_agg", "warp_mode", "norm", "width", "dropout"):
         assert key in message
     assert "\n" not in message
 
@@ -94,7 +109,10 @@ def test_unknown_key_lists_valid_keys_and_close_match(tmp_path: Path):
 def test_unknown_section(tmp_path: Path):
     path = tmp_path / "typo.yaml"
     path.write_text("trian:\n  iterations: 3\n")
-    with pytest.raises(InputError, match="did you mean 'train'.*valid keys: name, model, loss, data, train"):
+    with pytest.raises(
+        InputError,
+        match="did you mean 'train'.*valid keys: name, generator, discriminator, objective, data, train",
+    ):
         load_config(path)
 
 
@@ -103,11 +121,21 @@ def test_unknown_section(tmp_path: Path):
     [
         ("train:\n  iterations: many\n", "train.iterations: expected int, got 'many'"),
         ("train:\n  iterations: 1.5\n", "train.iterations: expected int, got 1.5"),
-        ("model:\n  warp_skip: stn\n", "model.warp_skip: expected 'none' | 'mask' | 'global', got 'stn'"),
-        ("model:\n  image_size: [128]\n", "model.image_size: expected [int, int], got [128]"),
+        (
+            "generator:\n  warp_skip: stn\n",
+            "generator.warp_skip: expected 'none' | 'mask' | 'global', got 'stn'",
+        ),
+        ("train:\n  betas: [0.5]\n", "train.betas: expected [float, float], got [0.5]"),
         ("train:\n  channels_last: 1\n", "train.channels_last: expected bool, got 1"),
-        ("loss:\n  vgg_weights: 3\n", "loss.vgg_weights: expected str | null, got 3"),
-        ("loss:\n  kind: l1\n  neighborhood: 3\n", "loss.neighborhood: expected 1 unless kind is nn"),
+        ("objective:\n  vgg_weights: 3\n", "objective.vgg_weights: expected str | null, got 3"),
+        (
+            "objective:\n  reconstruction: l1\n  neighborhood: 3\n",
+            "objective.neighborhood: expected 1 unless reconstruction is nn",
+        ),
+        ("data:\n  preset: market2\n", "data.preset: expected one of market, deepfashion"),
+        ("train:\n  lr: .inf\n", "train.lr: expected a finite number, got inf"),
+        ("train:\n  lr: .nan\n", "train.lr: expected a finite number, got nan"),
+        ("train:\n  seed: 99999999999999999999\n", "train.seed: 99999999999999999999 is out of range"),
         ("train: 5\n", "section 'train': expected a mapping"),
     ],
 )
@@ -123,9 +151,9 @@ def test_wrong_types_name_key_type_and_value(tmp_path: Path, text: str, fragment
 def test_float_accepts_int_and_yaml_exponent_strings(tmp_path: Path):
     # PyYAML (YAML 1.1) reads "2e-4" without a dot as a string: accept it where a float is expected.
     path = tmp_path / "c.yaml"
-    path.write_text("train:\n  lr: 2e-4\nloss:\n  weight: 100\n")
+    path.write_text("train:\n  lr: 2e-4\nobjective:\n  reconstruction_weight: 100\n")
     config = load_config(path)
-    assert config.train.lr == 2e-4 and config.loss.weight == 100.0
+    assert config.train.lr == 2e-4 and config.objective.reconstruction_weight == 100.0
 
 
 def test_overrides(tmp_path: Path):
@@ -133,14 +161,14 @@ def test_overrides(tmp_path: Path):
         configs_dir() / "market-full.yaml",
         [
             "train.iterations=7",
-            "model.width=0.25",
-            "loss.vgg_weights=/w/vgg.pth",
+            "generator.width=0.25",
+            "objective.vgg_weights=/w/vgg.pth",
             "name=x",
             "train.betas=[0.9, 0.99]",
         ],
     )
-    assert config.train.iterations == 7 and config.model.width == 0.25
-    assert config.loss.vgg_weights == "/w/vgg.pth" and config.name == "x"
+    assert config.train.iterations == 7 and config.generator.width == 0.25
+    assert config.objective.vgg_weights == "/w/vgg.pth" and config.name == "x"
     assert config.train.betas == (0.9, 0.99)
     with pytest.raises(InputError, match="valid keys"):
         load_config(configs_dir() / "market-full.yaml", ["train.iters=7"])
@@ -151,7 +179,9 @@ def test_overrides(tmp_path: Path):
 def test_defaults_and_frozen():
     config = config_from_dict({})
     assert config == Config()
-    assert config.loss == LossConfig(gan_weight=1.0, kind="l1", features="pixel", weight=100.0)
+    assert config.objective == ObjectiveConfig(
+        adversarial_weight=1.0, reconstruction="l1", features="pixel", reconstruction_weight=100.0
+    )
     with pytest.raises(AttributeError):
         config.train.iterations = 3  # type: ignore[misc]
 
@@ -162,3 +192,23 @@ def test_missing_file_and_find_config(tmp_path: Path):
     assert find_config("market-full") == configs_dir() / "market-full.yaml"
     with pytest.raises(InputError, match="shipped configs: .*market-full"):
         find_config("market-ful")
+
+
+def test_legacy_run_config_is_upgraded():
+    """A config saved by deformgan 0.1 (sections model/loss; ``warp_skip: full``) reads as today's."""
+    legacy = {
+        "name": "old",
+        "model": {"image_size": [128, 64], "warp_skip": "full", "width": 0.125, "disc_width": 0.25},
+        "loss": {"gan_weight": 2.0, "kind": "nn", "weight": 33.3, "neighborhood": 3},
+        "data": {"preset": "market"},
+    }
+    config = config_from_dict(upgrade_legacy(legacy))
+    assert config.generator == GeneratorConfig(warp_skip="global", width=0.125)
+    assert config.discriminator == DiscriminatorConfig(width=0.25)
+    assert config.objective == ObjectiveConfig(
+        adversarial_weight=2.0, reconstruction="nn", reconstruction_weight=33.3, neighborhood=3
+    )
+    with pytest.raises(InputError, match=r"model.image_size \[256, 256\] differs from the 'market' preset"):
+        upgrade_legacy({**legacy, "model": {"image_size": [256, 256]}})
+    with pytest.raises(InputError, match="unknown deformgan 0.1 key.*model.colour"):
+        upgrade_legacy({**legacy, "model": {"colour": 1}})

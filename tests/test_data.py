@@ -155,8 +155,8 @@ def test_load_image_value_mapping(tmp_path: Path):
     pixels = np.zeros((4, 2, 3), np.uint8)
     pixels[0, 0] = (0, 128, 255)
     write_image(tmp_path / "x.png", (4, 2), pixels=pixels)
-    image = load_image(tmp_path / "x.png", (4, 2))
-    # (I / 255 - 0.5) * 2 (reference §1.6): 0 -> -1, 255 -> 1, 128 -> 1/255; channels stay R, G, B.
+    image = load_image(tmp_path / "x.png", DatasetPreset("tiny", (4, 2)))
+    # (I / 255 - 0.5) * 2 (the authors' loader): 0 -> -1, 255 -> 1, 128 -> 1/255; channels stay R, G, B.
     assert image[:, 0, 0].tolist() == pytest.approx([-1.0, 1 / 255, 1.0], abs=1e-6)
 
 
@@ -280,7 +280,7 @@ def test_error_incomplete_torso(tmp_path: Path):
     ):
         PairDataset(tmp_path)
     with pytest.raises(
-        InputError, match=r"item 0: image '0001_c.png' lacks torso joint\(s\) Rsho, Lsho, Rhip, Lhip"
+        InputError, match=r"item 0: image '0001_c.png' lacks torso joint\(s\) Rhip, Lhip, Lsho, Rsho"
     ):
         PairDataset(tmp_path, pairs=[("0001_c.png", "0001_a.png")])
     assert len(PairDataset(tmp_path, allow_incomplete_torso=True)) == 1

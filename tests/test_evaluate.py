@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from deformgan.errors import InputError
-from deformgan.evaluate import METRICS, evaluate, markdown_table, parse_pair_name, read_generated
+from deformgan.evaluation.evaluate import METRICS, evaluate, markdown_table, parse_pair_name, read_generated
 from deformgan.keypoints import write_annotations
 
 MARKET_A = "0007_c2s3_070952_01.jpg"

@@ -1,4 +1,4 @@
-"""Losses (reference doc §5): GAN terms, L1, the fast nearest-neighbour loss against the literal one."""
+"""Losses: GAN terms, L1, the fast nearest-neighbour loss against the literal one (authors' ``nn_loss``)."""
 
 from __future__ import annotations
 
@@ -7,26 +7,23 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-import torchvision
 
 import deformgan.losses as losses
 from deformgan.errors import InputError
 from deformgan.losses import (
-    ReconstructionLoss,
     d_loss,
     g_adversarial_loss,
     l1_loss,
     nn_loss,
     nn_loss_reference,
 )
-from deformgan.pretrained import MissingWeightsError
 
 # ----------------------------------------------------------------------------------------------
 # GAN losses
 
 
 def test_gan_losses_match_the_reference_sigmoid_formulas():
-    # Reference §5.1 on sigmoid outputs with the 1e-7 epsilon; per element the softplus form differs by
+    # The authors' gan.py on sigmoid outputs with the 1e-7 epsilon; per element the softplus form differs by
     # log(1 + 1e-7/p) <= 1e-7/p, p the probability inside the log: that mean is the tolerance.
     gen = torch.Generator().manual_seed(0)
     real_logits = torch.randn(4, 1, 3, 1, generator=gen, dtype=torch.float64) * 3
@@ -36,7 +33,7 @@ def test_gan_losses_match_the_reference_sigmoid_formulas():
     reference_g = -torch.log(fake + 1e-7).mean()
     d_bound = (1e-7 / real).mean() + (1e-7 / (1 - fake)).mean()
     g_bound = (1e-7 / fake).mean()
-    assert abs(d_loss(real_logits, fake_logits) - reference_d) <= d_bound
+    assert abs(sum(d_loss(real_logits, fake_logits)) - reference_d) <= d_bound
     assert abs(g_adversarial_loss(fake_logits) - reference_g) <= g_bound
     assert d_bound < 1e-4  # the logits are not saturated enough for this to be a loose check
 
@@ -44,11 +41,11 @@ def test_gan_losses_match_the_reference_sigmoid_formulas():
 def test_gan_losses_hand_values_and_stability():
     zero = torch.zeros(2, 1, 3, 3)
     # D(x) = sigmoid(0) = 1/2: each term is log 2.
-    assert d_loss(zero, zero).item() == pytest.approx(2 * math.log(2))
+    assert [term.item() for term in d_loss(zero, zero)] == pytest.approx([math.log(2), math.log(2)])
     assert g_adversarial_loss(zero).item() == pytest.approx(math.log(2))
     # Saturated logits stay finite (the sigmoid form would need the epsilon); softplus(100) = 100.
     huge = torch.full((1, 1, 2, 2), 100.0, requires_grad=True)
-    value = d_loss(-huge, huge)
+    value = sum(d_loss(-huge, huge))
     value.backward()
     assert value.item() == pytest.approx(200.0) and torch.isfinite(huge.grad).all()
 
@@ -218,61 +215,3 @@ def test_nn_loss_rejects_bad_shapes():
         nn_loss(torch.zeros(2, 4, 4), torch.zeros(2, 4, 4))
     with pytest.raises(InputError, match="dtype"):
         nn_loss(torch.zeros(1, 2, 4, 4), torch.zeros(1, 2, 4, 4, dtype=torch.float64))
-
-
-# ----------------------------------------------------------------------------------------------
-# ReconstructionLoss
-
-
-def test_reconstruction_loss_on_pixels():
-    generated, target = _random_pair((2, 3, 8, 6), seed=4)
-    torch.testing.assert_close(
-        ReconstructionLoss("l1", "pixel")(generated, target), l1_loss(generated, target)
-    )
-    torch.testing.assert_close(
-        ReconstructionLoss("nn", "pixel", neighborhood=3)(generated, target), nn_loss(generated, target, 3)
-    )
-
-
-def _write_random_vgg19(path) -> None:
-    """An explicit random-weights torchvision vgg19 file (tests only); the classifier, which VGG19Features
-    cuts off, is stored as expanded zeros so the file stays small (see tests/test_vgg.py)."""
-    torch.manual_seed(0)
-    features = torchvision.models.vgg.make_layers(torchvision.models.vgg.cfgs["E"], batch_norm=False)
-    with torch.device("meta"):
-        shapes = {k: v.shape for k, v in torchvision.models.vgg19(weights=None).state_dict().items()}
-    state = {f"features.{k}": v for k, v in features.state_dict().items()}
-    state |= {k: torch.zeros(1).expand(shape) for k, shape in shapes.items() if k.startswith("classifier.")}
-    torch.save(state, path)
-
-
-def test_reconstruction_loss_on_vgg_features(tmp_path):
-    weights = tmp_path / "vgg19-dcbb9e9d.pth"
-    _write_random_vgg19(weights)
-    loss = ReconstructionLoss("nn", "conv1_2", neighborhood=3, vgg_weights=weights)
-    gen = torch.Generator().manual_seed(0)
-    generated = (torch.rand(1, 3, 16, 8, generator=gen) * 2 - 1).requires_grad_(True)
-    target = torch.rand(1, 3, 16, 8, generator=gen) * 2 - 1
-    value = loss(generated, target)
-    (grad,) = torch.autograd.grad(value, generated)
-    features = loss.vgg
-    expected = nn_loss(features(generated)[0], features(target)[0], 3)
-    torch.testing.assert_close(value, expected)
-    assert grad.abs().sum() > 0  # gradients reach the generated image through the frozen VGG
-    assert not any(p.requires_grad for p in loss.parameters())
-    l1_perceptual = ReconstructionLoss("l1", "conv2_1", vgg_weights=weights)
-    torch.testing.assert_close(
-        l1_perceptual(generated, target),
-        l1_loss(l1_perceptual.vgg(generated)[0], l1_perceptual.vgg(target)[0]),
-    )
-
-
-def test_reconstruction_loss_bad_arguments(tmp_path):
-    with pytest.raises(InputError, match="kind"):
-        ReconstructionLoss("l2")
-    with pytest.raises(InputError, match="features"):
-        ReconstructionLoss("l1", "conv9_9")
-    with pytest.raises(InputError, match="neighborhood"):
-        ReconstructionLoss("nn", "pixel", neighborhood=4)
-    with pytest.raises(MissingWeightsError, match="vgg19-dcbb9e9d.pth"):
-        ReconstructionLoss("nn", "conv1_2", neighborhood=3, vgg_weights=tmp_path / "absent.pth")

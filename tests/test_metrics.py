@@ -1,13 +1,15 @@
-"""deformgan.metrics: SSIM/L1 against hand values; IS/FID/LPIPS/DS invariants with weight files we create."""
+"""Metrics: SSIM/L1 against hand values; IS/FID/LPIPS/DS invariants with weight files we create."""
 
 from __future__ import annotations
+
+import os
 
 import numpy as np
 import pytest
 import torch
 
-from deformgan import metrics as M
 from deformgan.errors import InputError
+from deformgan.evaluation import metrics as M
 from deformgan.pretrained import MissingWeightsError
 
 
@@ -66,11 +68,6 @@ def test_l1_is_in_minus_one_one_units():
     np.testing.assert_allclose(M.l1(black, np.full_like(black, 255)), [2.0])  # -1 vs +1
     np.testing.assert_allclose(M.l1(black, np.full_like(black, 51)), [51 / 127.5])
     np.testing.assert_allclose(M.l1(black, black), [0.0])
-
-
-def test_to_uint8_maps_the_ends_and_rounds():
-    images = torch.tensor([-1.0, 1.0, 0.0, 2 / 255 - 1]).view(1, 1, 1, 4).expand(1, 3, 1, 4)
-    assert M.to_uint8(images)[0, 0, :, 0].tolist() == [0, 255, 128, 1]  # (0+1)*127.5 = 127.5 -> 128 (even)
 
 
 def test_bad_input_is_an_input_error():
@@ -157,11 +154,14 @@ def test_lpips_with_a_weights_file(tmp_path):
     state = alexnet(weights=None).state_dict()
     path = tmp_path / M.ALEXNET_WEIGHTS
     torch.save(state, path)
+    hub, home = torch.hub.get_dir(), os.environ.get("TORCH_HOME")
     model = M.LPIPS(tmp_path)
+    assert (torch.hub.get_dir(), os.environ.get("TORCH_HOME")) == (hub, home)  # restored after building
     # The backbone is the file's (features.3 lives in torchmetrics' slice2 under its original index).
-    assert torch.equal(getattr(model.net.net.slice2, "3").weight, state["features.3.weight"])
+    lpips = model.metric.net
+    assert torch.equal(getattr(lpips.net.slice2, "3").weight, state["features.3.weight"])
     # The linear layers are torchmetrics' shipped LPIPS v0.1 weights: non-negative, not a random init.
-    assert all((lin.model[-1].weight >= 0).all() for lin in model.net.lins)
+    assert all((lin.model[-1].weight >= 0).all() for lin in lpips.lins)
     x = torch.rand(2, 3, 64, 32) * 2 - 1
     y = torch.rand(2, 3, 64, 32) * 2 - 1
     assert torch.allclose(model(x, x), torch.zeros(2), atol=1e-7)  # LPIPS(x, x) = 0
@@ -201,7 +201,7 @@ def test_hog_detects_real_people(shared):
 
     if not hasattr(cv2, "HOGDescriptor"):
         pytest.skip(f"OpenCV {cv2.__version__} has no HOGDescriptor (removed in OpenCV 5)")
-    from deformgan.evaluate import read_generated
+    from deformgan.evaluation.evaluate import read_generated
 
     triplets = read_generated(shared / "data" / "triplets" / "market", triplets=True)
     found = M.hog_detections(triplets.target[:20])

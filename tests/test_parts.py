@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from deformgan import parts
+from deformgan.evaluation.mask import evaluation_mask
 from deformgan.keypoints import JOINT, MISSING
 
 
@@ -59,7 +60,7 @@ def test_conformance_with_reference(shared, name):
     worst = np.where(checked, displacement, 0)
     assert worst.max() <= 0.5, f"max map error per part {worst.max(0)}"
 
-    ma = torch.cat([parts.evaluation_mask(t, (height, width)) for t in chunks]).numpy()
+    ma = torch.cat([evaluation_mask(t, (height, width)) for t in chunks]).numpy()
     ma_iou = _iou(ma, data["ma_masks"]).mean()
     assert ma_iou >= 0.98, ma_iou
 
@@ -149,7 +150,7 @@ def test_all_joints_missing_is_all_invalid_never_nan():
     assert not valid.any()
     assert torch.isfinite(theta).all() and torch.isfinite(masks).all()
     assert masks[:, 1:].sum() == 0
-    assert not parts.evaluation_mask(kp, (128, 64)).any()
+    assert not evaluation_mask(kp, (128, 64)).any()
 
 
 def test_coincident_joints_are_flagged_not_nan():
@@ -163,7 +164,7 @@ def test_coincident_joints_are_flagged_not_nan():
     assert not valid[0, parts.PART_NAMES.index("right forearm")]
     assert not valid[0, 0]  # all source torso joints coincide: no torso affine
     assert torch.isfinite(parts.part_masks(target, (128, 64))).all()
-    assert parts.evaluation_mask(target, (128, 64)).any()
+    assert evaluation_mask(target, (128, 64)).any()
 
 
 def test_joints_outside_the_image():
@@ -172,7 +173,7 @@ def test_joints_outside_the_image():
     masks = parts.part_masks(target, (128, 64))
     theta, valid = parts.part_affines(_standing_pose()[None], target)
     assert masks.shape == (1, 10, 128, 64) and torch.isfinite(theta).all() and valid.all()
-    assert parts.evaluation_mask(target, (128, 64)).shape == (1, 128, 64)
+    assert evaluation_mask(target, (128, 64)).shape == (1, 128, 64)
 
 
 def test_global_affine_matches_part_torso_when_knees_missing():
@@ -192,7 +193,7 @@ def test_evaluation_mask_single_disc_hand_count():
     Pixels with dx^2 + dy^2 < 16: 1 + 4*3 (axes) + 4*(2+2+1)... counted directly below."""
     kp = torch.full((1, 18, 2), float(MISSING))
     kp[0, JOINT["nose"]] = torch.tensor([20.0, 30.0])
-    mask = parts.evaluation_mask(kp, (64, 48))
+    mask = evaluation_mask(kp, (64, 48))
     disc = sum(1 for dx in range(-4, 5) for dy in range(-4, 5) if dx * dx + dy * dy < 16)
     assert disc == 45
     # Closing a convex disc can only fill its digital concavities; it never removes pixels.
@@ -214,7 +215,7 @@ def test_random_poses_never_yield_nan_or_inf(coords, missing, round_coords):
     source, target = kp[None], kp.flip(0)[None]
     theta, valid = parts.part_affines(source, target)
     masks = parts.part_masks(target, (32, 24))
-    ma = parts.evaluation_mask(target, (32, 24))
+    ma = evaluation_mask(target, (32, 24))
     assert torch.isfinite(theta).all()
     assert torch.isfinite(masks).all() and ((masks == 0) | (masks == 1)).all()
     assert ma.dtype == torch.bool

@@ -12,9 +12,9 @@ import pytest
 import torch
 from PIL import Image
 
-from deformgan.evaluate import read_generated, target_masks
+from deformgan.evaluation.evaluate import read_generated, target_masks
+from deformgan.evaluation.metrics import ssim
 from deformgan.keypoints import read_annotations
-from deformgan.metrics import ssim
 from deformgan.parts import part_affines, part_masks
 from deformgan.warp import deform
 

@@ -84,7 +84,9 @@ def test_siamese_forward_and_loss():
     # untrained heads (weights ~ N(0, 0.001)): cross-entropies ~ log K and log 2
     assert parts["identification"] == pytest.approx(np.log(4), rel=0.05)
     assert parts["verification"] == pytest.approx(np.log(2), rel=0.05)
-    assert float(loss.detach()) == pytest.approx(0.5 * 2 * parts["identification"] + parts["verification"], rel=1e-5)
+    assert float(loss.detach()) == pytest.approx(
+        0.5 * 2 * parts["identification"] + parts["verification"], rel=1e-5
+    )
     # identical images of a pair give f_s = 0, so the verification logits equal the bias
     same = net.eval()(x1, x1.clone())
     torch.testing.assert_close(same["verification"], net.verifier.bias.expand(6, 2), rtol=0, atol=1e-6)

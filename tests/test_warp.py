@@ -319,28 +319,6 @@ def test_bilinear_is_differentiable_with_respect_to_theta():
     assert theta.grad is not None and theta.grad.abs().sum() > 0
 
 
-# ----------------------------------------------------------------------------------------------
-# Bad input
-
-
-def test_bad_arguments_raise_input_error():
-    features = torch.randn(1, 2, 8, 4)
-    theta = affine().expand(1, 2, 2, 3)
-    valid = torch.ones(1, 2, dtype=torch.bool)
-    with pytest.raises(InputError, match="image_size"):
-        deform(features, theta, valid, None)
-    with pytest.raises(InputError, match="aggregate"):
-        deform(features, theta, valid, None, "sum", image_size=(16, 8))
-    with pytest.raises(InputError, match="mode"):
-        deform(features, theta, valid, None, mode="cubic", image_size=(16, 8))
-    with pytest.raises(InputError, match="theta"):
-        deform(features, theta[..., :2], valid, None, image_size=(16, 8))
-    with pytest.raises(InputError, match="masks"):
-        deform(features, theta, valid, torch.ones(1, 3, 16, 8))
-    with pytest.raises(InputError, match="stride"):
-        deform(features, theta, valid, torch.ones(1, 2, 16, 16))
-
-
 def test_real_market_pairs_warp_like_the_reference_transforms():
     # The reference's own affines (no-point = +1000 px) and masks for real Market pairs, against our
     # convention (identity + valid False), through deform at strides 1..8: identical outputs.

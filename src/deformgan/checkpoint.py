@@ -1,4 +1,4 @@
-"""Checkpoints: the whole training state in step-named folders, written atomically (style anchor 12).
+"""Checkpoints: the whole training state in step-named folders, written atomically.
 
 Layout of a run folder::
 
@@ -6,23 +6,26 @@ Layout of a run folder::
       ckpt-00005000/
         generator.safetensors       # generator state dict
         discriminator.safetensors   # discriminator state dict
-        optimizers.safetensors      # Adam tensors (exp_avg, exp_avg_sq, step) + torch CPU RNG (uint8)
-        state.json                  # step, config, data path, param-group hyper-parameters, RNG states
+        optimizers.safetensors      # Adam tensors (exp_avg, exp_avg_sq, step)
+        state.json                  # step, config, data path, param-group hyper-parameters
       ckpt-00010000/ ...
       latest                        # text file: the name of the newest complete checkpoint folder
 
 A checkpoint folder is filled inside a hidden temporary folder in the same parent, every file fsync'ed,
 then renamed into place; ``latest`` is rewritten (temp file + os.replace) only after that, and old
 checkpoints are pruned last. A crash at any point therefore leaves the previous checkpoint and ``latest``
-intact. Loading reads only safetensors and JSON: no pickle, no code execution (unlike the reference's
-Keras ``.h5`` or stylegan2-ada's pickles). The step is read from ``state.json``, never from a file name.
+intact. Loading reads only safetensors and JSON: no pickle, no code execution (unlike the authors'
+Keras ``.h5`` files or pickled checkpoints). The step is read from ``state.json``, never from a file name.
+
+No RNG state is stored: the training loop draws every batch and every dropout mask from seeds derived
+from (run seed, iteration, rank), so a resumed run is bit-identical without one. Checkpoints of format 1
+(deformgan 0.1) also stored RNG states, which are ignored, and their config is upgraded on load.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import random
 import shutil
 import tempfile
 from collections.abc import Mapping
@@ -30,12 +33,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from deformgan.atomic import atomic_write_text
+from deformgan.config import upgrade_legacy
 from deformgan.errors import InputError
 
 CHECKPOINT_PREFIX = "ckpt-"
@@ -44,7 +47,8 @@ STATE_FILE = "state.json"
 GENERATOR_FILE = "generator.safetensors"
 DISCRIMINATOR_FILE = "discriminator.safetensors"
 OPTIMIZERS_FILE = "optimizers.safetensors"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_FORMATS = (1, 2)
 _FILES = (GENERATOR_FILE, DISCRIMINATOR_FILE, OPTIMIZERS_FILE, STATE_FILE)
 
 
@@ -59,7 +63,6 @@ class Checkpoint:
     generator: dict[str, torch.Tensor]
     discriminator: dict[str, torch.Tensor]
     optimizers: dict[str, dict[str, Any]] = field(default_factory=dict)
-    rng: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -69,7 +72,7 @@ def checkpoint_name(step: int) -> str:
 
 
 # ----------------------------------------------------------------------------------------------
-# Optimiser and RNG state <-> (tensors, JSON)
+# Optimiser state <-> (tensors, JSON)
 
 
 def flatten_optimizer_state(name: str, state_dict: Mapping[str, Any]) -> tuple[dict[str, torch.Tensor], dict]:
@@ -110,38 +113,6 @@ def unflatten_optimizer_state(
             group["betas"] = tuple(group["betas"])
         groups.append(group)
     return {"state": state, "param_groups": groups}
-
-
-def capture_rng_state() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """RNG states: torch CPU (and CUDA) as uint8 tensors, python ``random`` and numpy as JSON lists."""
-    tensors = {"rng/torch_cpu": torch.get_rng_state()}
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        for index, state in enumerate(torch.cuda.get_rng_state_all()):
-            tensors[f"rng/torch_cuda/{index}"] = state
-    version, internal, gauss = random.getstate()
-    # numpy's legacy global RNG is what third-party code seeds and draws from: capture it as is.
-    kind, keys, pos, has_gauss, cached = np.random.get_state()  # noqa: NPY002
-    meta = {
-        "python": [version, list(internal), gauss],
-        "numpy": [kind, keys.tolist(), int(pos), int(has_gauss), float(cached)],
-    }
-    return tensors, meta
-
-
-def restore_rng_state(tensors: Mapping[str, torch.Tensor], meta: Mapping[str, Any]) -> None:
-    """Inverse of :func:`capture_rng_state` (CUDA states only where the devices exist)."""
-    if "rng/torch_cpu" in tensors:
-        torch.set_rng_state(tensors["rng/torch_cpu"])
-    cuda = sorted(k for k in tensors if k.startswith("rng/torch_cuda/"))
-    if cuda and torch.cuda.is_available():
-        states = [tensors[k] for k in cuda][: torch.cuda.device_count()]
-        torch.cuda.set_rng_state_all(states)
-    if "python" in meta:
-        version, internal, gauss = meta["python"]
-        random.setstate((version, tuple(internal), gauss))
-    if "numpy" in meta:
-        kind, keys, pos, has_gauss, cached = meta["numpy"]
-        np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))  # noqa: NPY002
 
 
 # ----------------------------------------------------------------------------------------------
@@ -201,7 +172,7 @@ def save_checkpoint(
 
     generator / discriminator: state dicts. optimizers: ``{name: optimizer.state_dict()}``.
     config: the resolved config dict. extra: more JSON-able state (e.g. the AMP grad-scaler state).
-    The current RNG states are captured too. Returns the checkpoint folder.
+    Returns the checkpoint folder.
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -211,15 +182,12 @@ def save_checkpoint(
         tensors, meta = flatten_optimizer_state(name, state_dict)
         optimizer_tensors.update(tensors)
         optimizer_meta[name] = meta
-    rng_tensors, rng_meta = capture_rng_state()
-    optimizer_tensors.update(rng_tensors)
     state = {
         "format": FORMAT_VERSION,
         "step": int(step),
         "config": dict(config),
         "data_dir": None if data_dir is None else str(data_dir),
         "optimizers": optimizer_meta,
-        "rng": rng_meta,
         "extra": dict(extra or {}),
     }
 
@@ -319,21 +287,24 @@ def _load_tensors(path: Path) -> dict[str, torch.Tensor]:
 def load_checkpoint(path: str | os.PathLike, *, weights_only: bool = False) -> Checkpoint:
     """Load a checkpoint (folder, or run folder -> its latest) from safetensors + JSON only.
 
-    weights_only: skip the optimiser/RNG file (for generation and transfer).
+    weights_only: skip the optimiser file (for generation and transfer).
     """
     folder = find_checkpoint(path)
     try:
         state = json.loads((folder / STATE_FILE).read_text())
     except (OSError, json.JSONDecodeError) as error:
         raise InputError(f"{folder / STATE_FILE}: unreadable checkpoint state ({error})") from None
-    if not isinstance(state, dict) or state.get("format") != FORMAT_VERSION:
+    if not isinstance(state, dict) or state.get("format") not in READABLE_FORMATS:
         raise InputError(
             f"{folder / STATE_FILE}: unknown checkpoint format (expected format {FORMAT_VERSION})"
         )
+    config = state["config"]
+    if state["format"] == 1:
+        config = upgrade_legacy(config)
     checkpoint = Checkpoint(
         path=folder,
         step=int(state["step"]),
-        config=state["config"],
+        config=config,
         data_dir=state.get("data_dir"),
         generator=_load_tensors(folder / GENERATOR_FILE),
         discriminator=_load_tensors(folder / DISCRIMINATOR_FILE),
@@ -344,13 +315,4 @@ def load_checkpoint(path: str | os.PathLike, *, weights_only: bool = False) -> C
         checkpoint.optimizers = {
             name: unflatten_optimizer_state(name, tensors, meta) for name, meta in state["optimizers"].items()
         }
-        checkpoint.rng = {
-            "tensors": {k: v for k, v in tensors.items() if k.startswith("rng/")},
-            **state["rng"],
-        }
     return checkpoint
-
-
-def restore_checkpoint_rng(checkpoint: Checkpoint) -> None:
-    """Restore the RNG states stored in ``checkpoint`` (loaded without ``weights_only``)."""
-    restore_rng_state(checkpoint.rng.get("tensors", {}), checkpoint.rng)

@@ -105,8 +105,8 @@ def evaluate(
     batch_size: Annotated[int, typer.Option(help="Images per batch for the network metrics.")] = 50,
 ) -> None:
     """Score generated images: SSIM, mask-SSIM, IS, mask-IS, DS (+ HOG), LPIPS, FID, L1."""
-    from deformgan.evaluate import evaluate as run_evaluation
-    from deformgan.evaluate import markdown_table, write_results
+    from deformgan.evaluation import evaluate as run_evaluation
+    from deformgan.evaluation import markdown_table, write_results
 
     results = run_evaluation(
         generated, data=data, annotations=annotations or None, pairs=pairs, triplets=triplets,
@@ -200,9 +200,9 @@ def transfer(
     model = PoseTransfer.from_checkpoint(checkpoint, device=device)
     if target is not None:
         result = model.transfer(image, source_kp, _pose_from(poses, target, "--target"))
-        from deformgan.generate import save_png
+        from deformgan.images import write_image
 
-        save_png(result, out)
+        write_image(result, out)
     else:
         frames = list(read_annotations(sequence).values())
         if not frames:

@@ -1,24 +1,29 @@
-"""Run configuration: frozen, typed dataclasses loaded strictly from YAML (style anchors 4-6).
+"""Run configuration: frozen, typed dataclasses loaded strictly from YAML.
 
-A config has four sections that map one-to-one onto what they configure:
+A config has five sections; each network's section holds exactly its constructor's keyword arguments
+(the first-order-model style: ``Generator(image_size, **generator)``, ``Discriminator(image_size,
+**discriminator)``, with ``image_size`` given by the data preset):
 
-- ``model``: exactly the :class:`deformgan.models.Generator` keyword arguments, plus the discriminator's
-  ``disc_norm`` / ``disc_width``;
-- ``loss``: the objective ``gan_weight * L_adv + weight * L_rec`` (reference doc §5);
+- ``generator``: :class:`deformgan.models.Generator` (paper Sec. 3-4: skip type, part aggregation, ...);
+- ``discriminator``: :class:`deformgan.models.Discriminator`;
+- ``objective``: the generator objective ``adversarial_weight * L_adv + reconstruction_weight * L_rec``
+  (:mod:`deformgan.objective`);
 - ``data``: which dataset layout and image-size preset to read;
-- ``train``: optimiser and loop settings, counted in **iterations** (reference doc §6: 90k, no "epochs").
+- ``train``: optimiser and loop settings, counted in **iterations** (the paper: 90k; never "epochs").
 
 Loading is strict: an unknown key fails with the section's valid keys and the closest match, a wrong type
-fails naming the key, the expected type and the value. ``configs/`` holds the paper's eight runs
-(``{market,fashion}-{baseline,dsc,percloss,full}.yaml``) and the CPU-sized synthetic runs.
+or a non-finite number fails naming the key, the expected type and the value. ``configs/`` holds the
+paper's eight runs (``{market,fashion}-{baseline,dsc,percloss,full}.yaml``) and the CPU-sized synthetic
+runs. Run folders written by deformgan 0.1 (sections ``model`` and ``loss``) are read through
+:func:`upgrade_legacy`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import os
-import tempfile
 import types
 import typing
 from collections.abc import Iterable, Mapping
@@ -28,55 +33,48 @@ from typing import Any, Literal
 
 import yaml
 
+from deformgan.atomic import atomic_write_text
 from deformgan.errors import InputError
 
+#: The file a run folder keeps its resolved config in.
+CONFIG_FILE = "config.yaml"
+
 
 @dataclass(frozen=True)
-class ModelConfig:
-    """Generator keyword arguments (reference doc §3) plus the discriminator's norm and width (§4)."""
+class GeneratorConfig:
+    """``deformgan.models.Generator`` keyword arguments (all but ``image_size``, which the preset gives)."""
 
-    image_size: tuple[int, int] = (128, 64)  # (H, W) pixels
-    warp_skip: Literal["none", "mask", "global"] = "mask"  # none = paper Baseline, mask = DSC
-    warp_agg: Literal["max", "avg"] = "max"
-    warp_mode: Literal["nearest", "bilinear"] = "nearest"  # reference: nearest (§2.5)
+    warp_skip: Literal["none", "mask", "global"] = "mask"  # none = paper Baseline, mask = DSC / Full
+    warp_agg: Literal["max", "avg"] = "max"  # the paper combines parts by max
+    warp_mode: Literal["nearest", "bilinear"] = "nearest"  # the authors' transform samples nearest
     norm: Literal["reference", "instance"] = "reference"
-    width: float = 1.0  # channel multiplier; 1.0 = the reference's (64, ..., 512) filters
+    width: float = 1.0  # channel multiplier; 1.0 = the paper's (64, ..., 512) filters
     dropout: float = 0.5
-    disc_norm: Literal["reference", "instance"] = "reference"
-    disc_width: float = 1.0
-
-    def generator_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments of ``Generator(...)``."""
-        return {
-            "image_size": tuple(self.image_size),
-            "warp_skip": self.warp_skip,
-            "warp_agg": self.warp_agg,
-            "warp_mode": self.warp_mode,
-            "norm": self.norm,
-            "width": self.width,
-            "dropout": self.dropout,
-        }
-
-    def discriminator_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments of ``Discriminator(...)``."""
-        return {"image_size": tuple(self.image_size), "norm": self.disc_norm, "width": self.disc_width}
 
 
 @dataclass(frozen=True)
-class LossConfig:
-    """Generator objective ``gan_weight * L_adv + weight * L_rec`` (reference doc §5.1-5.2)."""
+class DiscriminatorConfig:
+    """``deformgan.models.Discriminator`` keyword arguments (all but ``image_size``)."""
 
-    gan_weight: float = 1.0
-    kind: Literal["l1", "nn"] = "l1"  # nn = nearest-neighbour loss (§5.2, pitfall 5)
-    features: Literal["pixel", "conv1_2", "conv2_1"] = "pixel"  # VGG-19 layer or raw pixels
-    weight: float = 100.0  # lambda (the reference's --l1_penalty_weight)
-    neighborhood: int = 1  # n of the n x n NN window (3 Market / 5 Fashion in the Full config)
+    norm: Literal["reference", "instance"] = "reference"
+    width: float = 1.0
+
+
+@dataclass(frozen=True)
+class ObjectiveConfig:
+    """The generator objective ``adversarial_weight * L_adv + reconstruction_weight * L_rec``."""
+
+    adversarial_weight: float = 1.0
+    reconstruction: Literal["l1", "nn"] = "l1"  # nn = the nearest-neighbour loss
+    reconstruction_weight: float = 100.0  # lambda (the authors' --l1_penalty_weight)
+    features: Literal["pixel", "conv1_2", "conv2_1"] = "pixel"  # compared: pixels or VGG-19 features
+    neighborhood: int = 1  # n of the n x n NN window (3 Market / 5 DeepFashion in the Full model)
     vgg_weights: str | None = None  # path to VGG-19 weights (file or folder); None = standard lookup
 
 
 @dataclass(frozen=True)
 class DataConfig:
-    """Dataset layout (reference doc §1.4-1.6): ``root/<prefix>-dataset/{train,test}`` + CSVs."""
+    """Dataset layout: ``root/<prefix>-dataset/{train,test}`` + CSVs, read with an image-size preset."""
 
     preset: str = "market"  # key of deformgan.data.PRESETS (image size, crop)
     root: str | None = None  # dataset folder; None = must be passed to train()
@@ -86,7 +84,7 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Optimiser (Adam 2e-4, (0.5, 0.999), reference doc §6) and loop settings, in iterations."""
+    """Optimiser (Adam 2e-4, (0.5, 0.999) as the authors' training) and loop settings, in iterations."""
 
     iterations: int = 90_000
     batch_size: int = 4
@@ -104,13 +102,21 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class Config:
-    """A whole run: the four sections plus a name (used for run folders and logs)."""
+    """A whole run: the five sections plus a name (used for run folders and logs)."""
 
     name: str = "run"
-    model: ModelConfig = field(default_factory=ModelConfig)
-    loss: LossConfig = field(default_factory=LossConfig)
+    generator: GeneratorConfig = field(default_factory=GeneratorConfig)
+    discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        """(H, W) of the images the networks see: the data preset's."""
+        from deformgan.data.layout import get_preset
+
+        return tuple(get_preset(self.data.preset).image_size)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain YAML/JSON-able dict (tuples become lists); inverse of :func:`config_from_dict`."""
@@ -122,8 +128,9 @@ class Config:
 
 
 SECTIONS: dict[str, type] = {
-    "model": ModelConfig,
-    "loss": LossConfig,
+    "generator": GeneratorConfig,
+    "discriminator": DiscriminatorConfig,
+    "objective": ObjectiveConfig,
     "data": DataConfig,
     "train": TrainConfig,
 }
@@ -194,19 +201,26 @@ def _convert(value: Any, annotation: Any, where: str) -> Any:
     if annotation is int:
         if isinstance(value, bool) or not isinstance(value, int):
             fail()
+        if not -(2**63) <= value < 2**63:
+            raise InputError(f"config key {where}: {value} is out of range (a 64-bit integer)")
         return value
     if annotation is float:
         # YAML reads "2e-4" (no dot) as a string; accept it and ints where a float is expected.
         if isinstance(value, bool):
             fail()
+        number = None
         if isinstance(value, (int, float)):
-            return float(value)
-        if isinstance(value, str):
+            number = float(value)
+        elif isinstance(value, str):
             try:
-                return float(value)
+                number = float(value)
             except ValueError:
                 fail()
-        fail()
+        if number is None:
+            fail()
+        if not math.isfinite(number):
+            raise InputError(f"config key {where}: expected a finite number, got {value!r}")
+        return number
     if annotation is str:
         if not isinstance(value, str):
             fail()
@@ -254,21 +268,26 @@ def config_from_dict(values: Mapping[str, Any]) -> Config:
 
 def validate(config: Config) -> None:
     """Check value ranges that types cannot express; raise InputError with the key and the constraint."""
+    from deformgan.data.layout import PRESETS
+
+    objective = config.objective
     checks = [
-        (all(s > 0 for s in config.model.image_size), "model.image_size", "positive (H, W)"),
-        (config.model.width > 0, "model.width", "> 0"),
-        (config.model.disc_width > 0, "model.disc_width", "> 0"),
-        (0 <= config.model.dropout < 1, "model.dropout", "in [0, 1)"),
+        (config.generator.width > 0, "generator.width", "> 0"),
+        (0 <= config.generator.dropout < 1, "generator.dropout", "in [0, 1)"),
+        (config.discriminator.width > 0, "discriminator.width", "> 0"),
+        (objective.adversarial_weight >= 0, "objective.adversarial_weight", ">= 0"),
+        (objective.reconstruction_weight >= 0, "objective.reconstruction_weight", ">= 0"),
         (
-            config.loss.neighborhood >= 1 and config.loss.neighborhood % 2 == 1,
-            "loss.neighborhood",
+            objective.neighborhood >= 1 and objective.neighborhood % 2 == 1,
+            "objective.neighborhood",
             "odd >= 1",
         ),
         (
-            config.loss.kind == "nn" or config.loss.neighborhood == 1,
-            "loss.neighborhood",
-            "1 unless kind is nn",
+            objective.reconstruction == "nn" or objective.neighborhood == 1,
+            "objective.neighborhood",
+            "1 unless reconstruction is nn",
         ),
+        (config.data.preset in PRESETS, "data.preset", f"one of {', '.join(PRESETS)}"),
         (config.data.num_workers >= 0, "data.num_workers", ">= 0"),
         (config.train.iterations >= 0, "train.iterations", ">= 0"),
         (config.train.batch_size >= 1, "train.batch_size", ">= 1"),
@@ -284,6 +303,52 @@ def validate(config: Config) -> None:
             section, name = key.split(".")
             value = getattr(getattr(config, section), name)
             raise InputError(f"config key {key}: expected {constraint}, got {value!r}")
+
+
+#: deformgan 0.1 run folders: (old section, old key) -> (new section, new key).
+_LEGACY_KEYS = {
+    ("model", "warp_skip"): ("generator", "warp_skip"),
+    ("model", "warp_agg"): ("generator", "warp_agg"),
+    ("model", "warp_mode"): ("generator", "warp_mode"),
+    ("model", "norm"): ("generator", "norm"),
+    ("model", "width"): ("generator", "width"),
+    ("model", "dropout"): ("generator", "dropout"),
+    ("model", "disc_norm"): ("discriminator", "norm"),
+    ("model", "disc_width"): ("discriminator", "width"),
+    ("loss", "gan_weight"): ("objective", "adversarial_weight"),
+    ("loss", "kind"): ("objective", "reconstruction"),
+    ("loss", "weight"): ("objective", "reconstruction_weight"),
+    ("loss", "features"): ("objective", "features"),
+    ("loss", "neighborhood"): ("objective", "neighborhood"),
+    ("loss", "vgg_weights"): ("objective", "vgg_weights"),
+}
+
+
+def upgrade_legacy(values: Mapping[str, Any]) -> dict[str, Any]:
+    """A config dict saved by deformgan 0.1 (sections ``model``, ``loss``) in today's layout.
+
+    ``model.image_size`` is dropped (the data preset gives it; a disagreement is an error), and
+    ``warp_skip: full`` (one global affine) is now called ``global``.
+    """
+    old = {section: dict(values.get(section) or {}) for section in ("model", "loss")}
+    upgraded: dict[str, Any] = {k: v for k, v in values.items() if k not in old}
+    for (old_section, old_key), (section, key) in _LEGACY_KEYS.items():
+        if old_key in old[old_section]:
+            upgraded.setdefault(section, {})[key] = old[old_section].pop(old_key)
+    generator = upgraded.get("generator", {})
+    if generator.get("warp_skip") == "full":
+        generator["warp_skip"] = "global"
+    image_size = old["model"].pop("image_size", None)
+    leftover = [f"{s}.{k}" for s, keys in old.items() for k in keys]
+    if leftover:
+        raise InputError(f"config: unknown deformgan 0.1 key(s) {', '.join(leftover)}")
+    config = config_from_dict(upgraded)
+    if image_size is not None and tuple(image_size) != config.image_size:
+        raise InputError(
+            f"config: model.image_size {list(image_size)} differs from the {config.data.preset!r} preset's "
+            f"{list(config.image_size)}"
+        )
+    return upgraded
 
 
 def apply_overrides(values: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
@@ -336,24 +401,23 @@ def load_config(path: str | os.PathLike, overrides: Iterable[str] = ()) -> Confi
         raise InputError(f"{path}: {error}") from None
 
 
+class _ConfigDumper(yaml.SafeDumper):
+    """Block style for sections, flow style for short lists (``betas: [0.5, 0.999]``)."""
+
+
+_ConfigDumper.add_representer(
+    list, lambda dumper, data: dumper.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=True)
+)
+
+
 def config_to_yaml(config: Config) -> str:
     """The resolved config as YAML text (every key explicit, sections in order)."""
-    return yaml.safe_dump(config.to_dict(), sort_keys=False)
+    return yaml.dump(config.to_dict(), Dumper=_ConfigDumper, sort_keys=False)
 
 
 def save_config(config: Config, path: str | os.PathLike) -> Path:
-    """Write the resolved config as YAML, atomically (temp file + os.replace)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(config_to_yaml(config))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """Write the resolved config as YAML, atomically."""
+    return atomic_write_text(Path(path), config_to_yaml(config))
 
 
 def configs_dir() -> Path:

@@ -21,19 +21,21 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from deformgan.atomic import atomic_write_text
 from deformgan.config import find_config, load_config
-from deformgan.data import find_layout, has_complete_torso
+from deformgan.data import find_layout
 from deformgan.errors import InputError
+from deformgan.images import write_gif
 from deformgan.keypoints import read_annotations
+from deformgan.parts import has_complete_torso
+from deformgan.runtime import set_threads
 from deformgan.synth import render_person, render_sample, write_synthetic_dataset
 from deformgan.synth.pose import Pose, detected_keypoints, project, sample_body, sample_framing, skeleton_3d
 from deformgan.synth.render import make_cameras, sample_appearance
 from deformgan.train import SAMPLES_DIR, read_log, train
-from deformgan.transfer import PoseTransfer, save_gif
+from deformgan.transfer import PoseTransfer
 
 DEMO_CONFIG = "demo"
 IMAGE_SIZE = (128, 64)
@@ -231,8 +233,7 @@ def run_demo(
     """
     if minutes_budget <= 0:
         raise InputError(f"minutes_budget: expected > 0, got {minutes_budget}")
-    if threads is not None:
-        torch.set_num_threads(threads)
+    set_threads(threads)
     start = time.perf_counter()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -258,7 +259,7 @@ def run_demo(
     frames = [
         np.asarray(Image.fromarray(f).resize((f.shape[1] * 2, f.shape[0] * 2), Image.NEAREST)) for f in frames
     ]
-    gif = save_gif(frames, out / "motion_transfer.gif", fps=8)
+    gif = write_gif(frames, out / "motion_transfer.gif", fps=8)
 
     log = read_log(run_dir)
     steps = int(log["step"][-1])

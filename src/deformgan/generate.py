@@ -1,8 +1,9 @@
-"""Generate the test images of a trained checkpoint, one PNG per pair (reference ``test.py``, doc §7).
+"""Generate the test images of a trained checkpoint, one PNG per pair (the authors' ``test.py``).
 
-Output naming follows the reference: ``<from>_<to>.png`` (e.g. ``0007_c2s3_070952_01.jpg_0007_c3s3_077419_03
-.jpg.png``); with ``strips=True`` each file is the reference's horizontal strip [source | target | generated]
-instead of the generated image alone. The generator runs in eval mode (dropout off, the reference's
+Output naming follows the authors' code: ``<from>_<to>.png`` (e.g.
+``0007_c2s3_070952_01.jpg_0007_c3s3_077419_03.jpg.png``); with ``strips=True`` each file is their
+horizontal strip [source | target | generated]
+instead of the generated image alone. The generator runs in eval mode (dropout off, the authors'
 ``--use_dropout_test 0``). Every file is written atomically, and pairs whose file already exists are
 skipped, so an interrupted run resumes where it stopped.
 """
@@ -15,46 +16,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 from tqdm.auto import tqdm
 
-from deformgan.atomic import atomic_writer
 from deformgan.checkpoint import load_checkpoint
 from deformgan.conditioning import pose_conditioning
 from deformgan.config import Config, config_from_dict
 from deformgan.data import PairDataset
 from deformgan.errors import InputError
-from deformgan.models import Generator
-
-
-def images_to_uint8(images: torch.Tensor) -> np.ndarray:
-    """(B, 3, H, W) float in [-1, 1] -> uint8 (B, H, W, 3), inverse of the loader's (I / 255 - 0.5) * 2."""
-    pixels = ((images.detach().float().clamp(-1, 1) + 1) * 127.5).round()
-    return pixels.to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
-
-
-def save_png(pixels: np.ndarray | Image.Image, path: str | os.PathLike) -> Path:
-    """Write an RGB uint8 (H, W, 3) array or PIL image as PNG, atomically (temp file + os.replace)."""
-    path = Path(path)
-    image = pixels if isinstance(pixels, Image.Image) else Image.fromarray(np.ascontiguousarray(pixels))
-    with atomic_writer(path) as handle:
-        image.save(handle, format="PNG")
-    return path
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``"auto"`` -> ``cuda`` when available, else ``cpu``; anything else as given (checked)."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise InputError(
-            f"device: expected 'auto', 'cpu', 'cuda' or 'cuda:<index>', got {device!r}"
-        ) from None
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise InputError(f"device: {device!r} requested but CUDA is not available on this machine")
-    return resolved
+from deformgan.images import to_uint8, write_image
+from deformgan.models import Generator, build_generator
+from deformgan.runtime import resolve_device
 
 
 def load_generator(
@@ -63,7 +34,7 @@ def load_generator(
     """The generator of a checkpoint (a ``ckpt-*`` folder or a run folder -> its latest), in eval mode."""
     loaded = load_checkpoint(checkpoint, weights_only=True)
     config = config_from_dict(loaded.config)
-    generator = Generator(**config.model.generator_kwargs())
+    generator = build_generator(config)
     try:
         generator.load_state_dict(loaded.generator)
     except RuntimeError as error:
@@ -83,8 +54,8 @@ def generate_batch(generator: Generator, config: Config, batch: dict, device: to
     cond = pose_conditioning(
         batch["source_kp"].to(device),
         batch["target_kp"].to(device),
-        tuple(config.model.image_size),
-        config.model.warp_skip,
+        config.image_size,
+        config.generator.warp_skip,
     )
     return generator(batch["source_image"].to(device), cond)
 
@@ -129,13 +100,13 @@ def generate(
     )
     bar = tqdm(total=len(todo), desc="generate", unit="img", disable=not progress)
     for batch in loader:
-        generated = images_to_uint8(generate_batch(generator, config, batch, torch_device))
+        generated = to_uint8(generate_batch(generator, config, batch, torch_device))
         if strips:
-            sources = images_to_uint8(batch["source_image"])
-            targets = images_to_uint8(batch["target_image"])
+            sources = to_uint8(batch["source_image"])
+            targets = to_uint8(batch["target_image"])
             generated = np.concatenate([sources, targets, generated], axis=2)  # along W
         for pixels, source, target in zip(generated, batch["source_name"], batch["target_name"], strict=True):
-            save_png(pixels, out / output_name(source, target))
+            write_image(pixels, out / output_name(source, target))
         bar.update(len(generated))
     bar.close()
     return out

@@ -11,25 +11,12 @@ without materialising them; ``nn_loss_reference`` keeps the literal algorithm fo
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 from torch.autograd.function import once_differentiable
 
 from deformgan.errors import InputError
-from deformgan.vgg import VGG19Features
-
-__all__ = [
-    "ReconstructionLoss",
-    "VGG19Features",
-    "d_loss",
-    "g_adversarial_loss",
-    "l1_loss",
-    "nn_loss",
-    "nn_loss_reference",
-]
 
 REDUCTIONS = ("mean", "sum", "none")
 
@@ -37,18 +24,19 @@ REDUCTIONS = ("mean", "sum", "none")
 # Adversarial losses (§5.1)
 
 
-def d_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
-    """Discriminator loss: -mean log D(real) - mean log(1 - D(fake)), D = sigmoid(logits). Reference §5.1.
+def d_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Discriminator loss terms ``(-mean log D(real), -mean log(1 - D(fake)))``, D = sigmoid(logits); the
+    loss is their sum (the authors' ``gan`` submodule, standard GAN cross-entropy).
 
     ``real_logits`` and ``fake_logits`` are raw patch logits of any shape, e.g. (B,1,h',w'); each term is a
-    mean over batch and patches, as in the reference. Deviation: the reference takes sigmoid outputs and adds
+    mean over batch and patches, as in the authors' code. Deviation: they take sigmoid outputs and add
     1e-7 inside each log; we use the numerically stable softplus form (``binary_cross_entropy_with_logits``),
     which differs only by that epsilon: log(1 + 1e-7/p) <= 1e-7/p per element, p the probability inside the
     log -- negligible unless D is saturated, where the eps-free form keeps finite, non-vanishing gradients.
     """
     real = F.binary_cross_entropy_with_logits(real_logits, torch.ones_like(real_logits))
     fake = F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits))
-    return real + fake
+    return real, fake
 
 
 def g_adversarial_loss(fake_logits: torch.Tensor) -> torch.Tensor:
@@ -260,59 +248,3 @@ def nn_loss(
     _check_nn_arguments(generated, target, neighborhood, reduction)
     distance = _NearestNeighbourDistance.apply(generated, target, neighborhood)
     return _reduce(distance, reduction)
-
-
-# ----------------------------------------------------------------------------------------------
-# The reconstruction term of the generator objective (§5.2)
-
-
-class ReconstructionLoss(nn.Module):
-    """The reference's ``st_loss`` on pixels or VGG-19 features (reference doc §5.2), unweighted.
-
-    ``kind``: "l1" -> :func:`l1_loss` (mean over all elements); "nn" -> :func:`nn_loss` with
-    ``neighborhood`` and reduction "mean". ``features``: "pixel" compares the images themselves;
-    "conv1_2" (the paper's Full model) or "conv2_1" (PercLoss) compare post-ReLU VGG-19 activations
-    (:class:`deformgan.vgg.VGG19Features`, weights looked up as ``vgg19-dcbb9e9d.pth``; the target's
-    features are computed without gradient). forward(generated, target) takes images (B,3,H,W) in [-1,1].
-    """
-
-    def __init__(
-        self,
-        kind: str = "l1",
-        features: str = "pixel",
-        neighborhood: int = 1,
-        vgg_weights: str | Path | None = None,
-    ):
-        super().__init__()
-        if kind not in ("l1", "nn"):
-            raise InputError(f"ReconstructionLoss: kind must be 'l1' or 'nn', got {kind!r}")
-        if features not in ("pixel", "conv1_2", "conv2_1"):
-            raise InputError(
-                f"ReconstructionLoss: features must be 'pixel', 'conv1_2' or 'conv2_1', got {features!r}"
-            )
-        if (
-            isinstance(neighborhood, bool)
-            or not isinstance(neighborhood, int)
-            or neighborhood < 1
-            or neighborhood % 2 == 0
-        ):
-            raise InputError(
-                f"ReconstructionLoss: neighborhood must be an odd int >= 1, got {neighborhood!r}"
-            )
-        self.kind = kind
-        self.features = features
-        self.neighborhood = neighborhood
-        self.vgg = None if features == "pixel" else VGG19Features([features], weights=vgg_weights)
-
-    def forward(self, generated: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """(B,3,H,W) images in [-1,1] -> scalar, unweighted."""
-        if self.vgg is not None:
-            generated = self.vgg(generated)[0]
-            with torch.no_grad():
-                target = self.vgg(target)[0]
-        if self.kind == "l1":
-            return l1_loss(generated, target)
-        return nn_loss(generated, target, self.neighborhood, "mean")
-
-    def extra_repr(self) -> str:
-        return f"kind={self.kind!r}, features={self.features!r}, neighborhood={self.neighborhood}"

@@ -19,8 +19,8 @@ contribute nothing to the warp.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
-import torch.nn.functional as F
 
 from deformgan.keypoints import JOINT, is_present
 
@@ -28,8 +28,9 @@ PART_NAMES: tuple[str, ...] = (
     "torso", "head", "right upper leg", "left upper leg", "right lower leg", "left lower leg",
     "right upper arm", "left upper arm", "right forearm", "left forearm",
 )  # fmt: skip
-NUM_PARTS = 10
 
+#: The torso's joints, in the order the torso affine is fitted on; every pose pair needs all four
+#: (the authors' ``pose_transform.check_valid``; ``create_pairs_dataset.py`` drops images without them).
 TORSO_JOINTS = ("Rhip", "Lhip", "Lsho", "Rsho")
 HEAD_JOINTS = ("nose", "Leye", "Reye", "Lear", "Rear")
 
@@ -48,36 +49,6 @@ LIMBS: tuple[tuple[str, str, float, float], ...] = (
 
 #: Body symmetry (supplementary material): each limb's contralateral twin, by part index.
 TWIN_PART = {2: 3, 3: 2, 4: 5, 5: 4, 6: 7, 7: 6, 8: 9, 9: 8}
-
-#: The 23 segments of the Ma et al. evaluation mask (reference ``produce_ma_mask``, 0-indexed joints).
-EVALUATION_SEGMENTS: tuple[tuple[int, int], ...] = tuple(
-    (a - 1, b - 1)
-    for a, b in (
-        (2, 3),
-        (2, 6),
-        (3, 4),
-        (4, 5),
-        (6, 7),
-        (7, 8),
-        (2, 9),
-        (9, 10),
-        (10, 11),
-        (2, 12),
-        (12, 13),
-        (13, 14),
-        (2, 1),
-        (1, 15),
-        (15, 17),
-        (1, 16),
-        (16, 18),
-        (2, 17),
-        (2, 18),
-        (9, 12),
-        (12, 6),
-        (9, 3),
-        (17, 18),
-    )  # fmt: skip
-)
 
 _LIMB_FROM = [JOINT[f] for f, _, _, _ in LIMBS]
 _LIMB_TO = [JOINT[t] for _, t, _, _ in LIMBS]
@@ -268,6 +239,26 @@ def _fit_affine(
     return torch.where(ok[..., None, None], theta, identity), ok
 
 
+def has_complete_torso(kp: np.ndarray | torch.Tensor) -> np.ndarray:
+    """(..., 18, 2) keypoints -> (...) bool numpy: all four :data:`TORSO_JOINTS` are present."""
+    present = np.asarray(is_present(np.asarray(kp)))
+    return present[..., _TORSO].all(axis=-1)
+
+
+def borrow_twin_limbs(rectangles: torch.Tensor, present: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Body symmetry: a limb missing in the source borrows the rectangle of its contralateral twin.
+
+    rectangles: (B, 8, 4, 2) source limb rectangles in :data:`LIMBS` order; present: (B, 8) bool, both
+    joints of the limb detected. Returns (rectangles with each missing limb replaced by its twin's where
+    the twin is present, found (B, 8) bool: own limb or twin available). The authors'
+    ``pose_transform.affine_transforms`` swaps the R/L joint names for such a limb.
+    """
+    twin = [TWIN_PART[p] - 2 for p in range(2, 2 + len(LIMBS))]
+    use_twin = ~present & present[:, twin]
+    borrowed = torch.where(use_twin[..., None, None], rectangles[:, twin], rectangles)
+    return borrowed, present | use_twin
+
+
 def part_affines(source_kp: torch.Tensor, target_kp: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-part affines from the target pose to the source pose (reference ``affine_transforms``, §2.4).
 
@@ -301,11 +292,9 @@ def part_affines(source_kp: torch.Tensor, target_kp: torch.Tensor) -> tuple[torc
     n_limbs = len(LIMBS)
     tgt_rect = limb_rectangle(tgt[:, _LIMB_FROM], tgt[:, _LIMB_TO], st_tgt[:, None].expand(-1, n_limbs), inc)
     src_rect = limb_rectangle(src[:, _LIMB_FROM], src[:, _LIMB_TO], st_src[:, None].expand(-1, n_limbs), inc)
-    twin = [TWIN_PART[p] - 2 for p in range(2, 2 + n_limbs)]
     src_own = src_present[:, _LIMB_FROM] & src_present[:, _LIMB_TO]
-    use_twin = ~src_own & src_own[:, twin]
-    src_rect = torch.where(use_twin[..., None, None], src_rect[:, twin], src_rect)
-    limb_w = tgt_present[:, _LIMB_FROM] & tgt_present[:, _LIMB_TO] & (src_own | use_twin)
+    src_rect, src_found = borrow_twin_limbs(src_rect, src_own)
+    limb_w = tgt_present[:, _LIMB_FROM] & tgt_present[:, _LIMB_TO] & src_found
     limb_w = limb_w & st_src_ok[:, None] & st_tgt_ok[:, None]
     limb_theta, limb_ok = _fit_affine(tgt_rect, src_rect, limb_w[..., None].expand(-1, -1, 4))
 
@@ -327,48 +316,3 @@ def global_affine(source_kp: torch.Tensor, target_kp: torch.Tensor) -> tuple[tor
     torso_complete = both[:, :4].all(-1, keepdim=True)
     theta, ok = _fit_affine(tgt[:, idx], src[:, idx], both & torso_complete)
     return theta[:, None].float(), (ok & torso_complete[:, 0])[:, None]
-
-
-def _binary_closing(mask: torch.Tensor, size: int = 5) -> torch.Tensor:
-    """Dilation then erosion with a size x size square (skimage ``dilation``/``erosion``, reflect border).
-
-    With scipy's reflect border a max/min filter sees only pixels already inside the window, which equals
-    ignoring the outside: dilation pads with 0 (max_pool's -inf), erosion with 1.
-    """
-    x = mask.float()[:, None]
-    dilated = F.max_pool2d(x, size, stride=1, padding=size // 2)
-    eroded = 1 - F.max_pool2d(1 - dilated, size, stride=1, padding=size // 2)
-    return eroded[:, 0] > 0.5
-
-
-def evaluation_mask(kp: torch.Tensor, size: tuple[int, int], radius: float = 4.0) -> torch.Tensor:
-    """The Ma et al. evaluation mask (reference ``produce_ma_mask``, §7) of a pose.
-
-    kp: (B, 18, 2) (x, y) pixels. Returns bool (B, H, W): 23 segments drawn as quadrilaterals of half-width
-    ``radius`` px, discs of radius ``radius`` px (strictly inside, like skimage ``disk``) on every present
-    joint, then a 5x5 closing. The radius is fixed in pixels for every resolution, like the reference.
-    Zero-length segments (coincident joints) are skipped (the reference divides by zero there).
-    """
-    kp = torch.as_tensor(kp).float()  # float32 is exact enough for pixel-grid tests, and twice as fast
-    present = is_present(kp)
-    rows, cols = _pixel_grid(size, kp)
-    a_idx = [a for a, _ in EVALUATION_SEGMENTS]
-    b_idx = [b for _, b in EVALUATION_SEGMENTS]
-    a, b = kp[:, a_idx], kp[:, b_idx]
-    d = b - a
-    length2 = (d**2).sum(-1)
-    seg_ok = present[:, a_idx] & present[:, b_idx] & (length2 > 0)
-    # Inside the segment's quadrilateral (closed, like skimage ``polygon``): the projection on the segment
-    # falls within it and the distance to its line is at most the radius. Two maps instead of four edges.
-    dx, dy = d[..., 0, None, None], d[..., 1, None, None]
-    rel_x = cols - a[..., 0, None, None]
-    rel_y = rows - a[..., 1, None, None]
-    along = dx * rel_x + dy * rel_y
-    across = dx * rel_y - dy * rel_x
-    length2 = length2[..., None, None]
-    eps = 1e-9 * length2
-    inside = (along >= -eps) & (along <= length2 + eps) & (across**2 <= radius**2 * length2 + eps)
-    segments = (inside & seg_ok[..., None, None]).any(1)
-    dist2 = (cols - kp[..., 0, None, None]) ** 2 + (rows - kp[..., 1, None, None]) ** 2
-    discs = ((dist2 < radius**2) & present[..., None, None]).any(1)
-    return _binary_closing(segments | discs)

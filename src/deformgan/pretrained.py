@@ -14,7 +14,10 @@ downloaded from, so a user on an offline machine knows exactly what to copy wher
 
 from __future__ import annotations
 
+import contextlib
 import os
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -76,3 +79,42 @@ def load_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     if not isinstance(state, dict):
         raise InputError(f"{path}: expected a state dict of tensors, got {type(state).__name__}")
     return state
+
+
+def _default_hub_dir() -> str:
+    """torch.hub's folder when nobody called ``torch.hub.set_dir``: ``$TORCH_HOME/hub`` (or the XDG cache)."""
+    torch_home = os.environ.get("TORCH_HOME") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "torch"
+    )
+    return os.path.join(os.path.expanduser(torch_home), "hub")
+
+
+@contextlib.contextmanager
+def hub_checkpoints_holding(files: dict[str, Path]) -> Iterator[Path]:
+    """Temporarily point torch.hub at a private folder whose ``checkpoints/`` holds ``files``
+    ({file name: path}, linked), for libraries that load torchvision weights through torch.hub.
+
+    Where torch.hub follows ``$TORCH_HOME``, that variable is switched for the duration; where the
+    program chose a folder with ``torch.hub.set_dir``, that folder is switched and then restored. Either
+    way the library finds exactly the given files and never downloads anything that is not among them.
+    """
+    explicit = torch.hub.get_dir() != _default_hub_dir()
+    previous_dir, previous_home = torch.hub.get_dir(), os.environ.get("TORCH_HOME")
+    with tempfile.TemporaryDirectory(prefix="deformgan-hub-") as home:
+        checkpoints = Path(home) / "hub" / "checkpoints"
+        checkpoints.mkdir(parents=True)
+        for name, path in files.items():
+            (checkpoints / name).symlink_to(Path(path).resolve())
+        if explicit:
+            torch.hub.set_dir(str(Path(home) / "hub"))
+        else:
+            os.environ["TORCH_HOME"] = home
+        try:
+            yield checkpoints
+        finally:
+            if explicit:
+                torch.hub.set_dir(previous_dir)
+            elif previous_home is None:
+                os.environ.pop("TORCH_HOME", None)
+            else:
+                os.environ["TORCH_HOME"] = previous_home

@@ -4,7 +4,7 @@
 ``image`` (keypoints ``source_kp``) in pose ``target_kp``; ``.animate(...)`` does it for a sequence of poses
 and writes an animated GIF (motion transfer, as the reference ``demo.py`` does frame by frame).
 
-Keypoints are (18, 2) in (x, y) pixels of the given image, -1 = missing (reference doc §1.1). An image of
+Keypoints are (18, 2) in (x, y) pixels of the given image, -1 = missing. An image of
 another size than the model's is resized to it and its keypoints are scaled with it.
 """
 
@@ -18,33 +18,16 @@ import numpy as np
 import torch
 from PIL import Image
 
-from deformgan.atomic import atomic_writer
 from deformgan.conditioning import pose_conditioning
 from deformgan.config import Config
 from deformgan.errors import InputError
-from deformgan.generate import images_to_uint8, load_generator, resolve_device
+from deformgan.generate import load_generator
+from deformgan.images import as_rgb_array, from_uint8, to_uint8, write_gif
 from deformgan.keypoints import MISSING, NUM_JOINTS, is_present
 from deformgan.models import Generator
+from deformgan.runtime import resolve_device
 
 ImageLike = Image.Image | np.ndarray | str | os.PathLike
-
-
-def _as_pil(image: ImageLike) -> Image.Image:
-    if isinstance(image, Image.Image):
-        return image.convert("RGB")
-    if isinstance(image, (str, os.PathLike)):
-        path = Path(image)
-        if not path.is_file():
-            raise InputError(f"{path}: image file not found")
-        try:
-            with Image.open(path) as opened:
-                return opened.convert("RGB")
-        except OSError as error:
-            raise InputError(f"{path}: cannot read image ({error})") from None
-    array = np.asarray(image)
-    if array.ndim != 3 or array.shape[2] != 3 or array.dtype != np.uint8:
-        raise InputError(f"image: expected a uint8 (H, W, 3) RGB array, got {array.dtype} {array.shape}")
-    return Image.fromarray(array)
 
 
 def _as_keypoints(kp, name: str) -> torch.Tensor:
@@ -61,7 +44,7 @@ class PoseTransfer:
         self.device = resolve_device(device)
         self.generator = generator.to(self.device).eval()
         self.config = config
-        self.image_size: tuple[int, int] = tuple(config.model.image_size)
+        self.image_size: tuple[int, int] = config.image_size
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, device: str | torch.device = "cpu") -> PoseTransfer:
@@ -71,13 +54,12 @@ class PoseTransfer:
 
     def _prepare(self, image: ImageLike, source_kp) -> tuple[torch.Tensor, torch.Tensor, tuple[float, float]]:
         """(1, 3, H, W) image in [-1, 1], (18, 2) keypoints in the model frame, (x, y) scale factors."""
-        pil = _as_pil(image)
+        pil = Image.fromarray(as_rgb_array(image))
         height, width = self.image_size
         scale = (width / pil.width, height / pil.height)
         if pil.size != (width, height):
             pil = pil.resize((width, height), Image.BICUBIC)
-        pixels = torch.from_numpy(np.asarray(pil, dtype=np.float32)).permute(2, 0, 1)
-        tensor = (pixels / 255.0 - 0.5) * 2  # the loader's mapping to [-1, 1] (reference doc §1.6)
+        tensor = from_uint8(np.asarray(pil))
         return tensor[None], self._scale(_as_keypoints(source_kp, "source_kp"), scale), scale
 
     @staticmethod
@@ -92,10 +74,10 @@ class PoseTransfer:
         count = targets.shape[0]
         sources = source_kp[None].expand(count, -1, -1).to(self.device)
         cond = pose_conditioning(
-            sources, targets.to(self.device), self.image_size, self.config.model.warp_skip
+            sources, targets.to(self.device), self.image_size, self.config.generator.warp_skip
         )
         generated = self.generator(image.to(self.device).expand(count, -1, -1, -1), cond)
-        return images_to_uint8(generated)
+        return to_uint8(generated)
 
     def transfer(self, image: ImageLike, source_kp, target_kp) -> Image.Image:
         """The person of ``image`` (keypoints ``source_kp``) in pose ``target_kp``, at the model's size.
@@ -134,15 +116,4 @@ class PoseTransfer:
             for start in range(0, len(targets), batch_size)
             for frame in self._generate(tensor, source, targets[start : start + batch_size])
         ]
-        return save_gif(frames, out_gif, fps)
-
-
-def save_gif(frames: Sequence[np.ndarray | Image.Image], path: str | os.PathLike, fps: float) -> Path:
-    """Write RGB frames as a looping animated GIF, atomically (temp file + os.replace)."""
-    path = Path(path)
-    images = [f if isinstance(f, Image.Image) else Image.fromarray(np.ascontiguousarray(f)) for f in frames]
-    with atomic_writer(path) as handle:
-        images[0].save(
-            handle, format="GIF", save_all=True, append_images=images[1:], duration=round(1000 / fps), loop=0
-        )
-    return path
+        return write_gif(frames, out_gif, fps)

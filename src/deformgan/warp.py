@@ -146,32 +146,13 @@ def deform(
     aggregate: "max" (paper) or "avg" (sum over covering parts / number of covering masks; as in the
         reference the count includes masks of invalid parts, which add 0 to the sum).
     mode: "nearest" (reference: round half away from zero) or "bilinear" (TF's floor-based bilinear).
-    Returns (B, C, h, w). All parts are warped in one batched gather (no loop over parts).
+    Returns (B, C, h, w). All parts are warped in one batched gather (no loop over parts). Arguments are
+    trusted (the generator checks its configuration once, at construction).
     """
-    if aggregate not in AGGREGATES:
-        raise InputError(f"deform: aggregate must be one of {AGGREGATES}, got {aggregate!r}")
-    if mode not in MODES:
-        raise InputError(f"deform: mode must be one of {MODES}, got {mode!r}")
-    if features.dim() != 4:
-        raise InputError(f"deform: features must be (B, C, h, w), got shape {tuple(features.shape)}")
     batch, channels, h, w = features.shape
-    if theta.dim() != 4 or theta.shape[0] != batch or theta.shape[2:] != (2, 3):
-        raise InputError(f"deform: theta must be ({batch}, P, 2, 3), got shape {tuple(theta.shape)}")
     parts = theta.shape[1]
-    if valid is not None and tuple(valid.shape) != (batch, parts):
-        raise InputError(f"deform: valid must be ({batch}, {parts}), got shape {tuple(valid.shape)}")
     if masks is not None:
-        if masks.dim() != 4 or masks.shape[:2] != (batch, parts):
-            raise InputError(
-                f"deform: masks must be ({batch}, {parts}, H, W), got shape {tuple(masks.shape)}"
-            )
-        if image_size is not None and tuple(image_size) != tuple(masks.shape[2:]):
-            raise InputError(
-                f"deform: image_size {tuple(image_size)} differs from the masks' {masks.shape[2:]}"
-            )
         image_size = (masks.shape[2], masks.shape[3])
-    elif image_size is None:
-        raise InputError("deform: masks is None, so image_size=(H, W) is needed to know the feature stride")
     stride = feature_stride((int(image_size[0]), int(image_size[1])), (h, w))
 
     device = features.device

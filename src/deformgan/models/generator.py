@@ -142,25 +142,6 @@ class Generator(nn.Module):
         self.decoder = Decoder(skip_channels, dec, norm, dropout)
         keras_init_(self)
 
-    def _check_inputs(self, source_image: torch.Tensor, cond: PoseConditioning) -> None:
-        expected = (IMAGE_CHANNELS, *self.image_size)
-        if source_image.dim() != 4 or tuple(source_image.shape[1:]) != expected:
-            raise InputError(
-                f"Generator: source_image must be (B, {expected}), got {tuple(source_image.shape)}"
-            )
-        batch = source_image.shape[0]
-        for name in ("source_heatmaps", "target_heatmaps"):
-            hm = getattr(cond, name)
-            if tuple(hm.shape) != (batch, NUM_JOINTS, *self.image_size):
-                raise InputError(
-                    f"Generator: cond.{name} must be ({batch}, {NUM_JOINTS}, *{self.image_size}), "
-                    f"got {tuple(hm.shape)}"
-                )
-        if self.warp_skip != "none" and cond.theta is None:
-            raise InputError(f"Generator: warp_skip={self.warp_skip!r} needs cond.theta (pose_conditioning)")
-        if self.warp_skip == "mask" and cond.masks is None:
-            raise InputError("Generator: warp_skip='mask' needs cond.masks (pose_conditioning)")
-
     def fuse_skips(
         self, appearance: list[torch.Tensor], pose: list[torch.Tensor], cond: PoseConditioning
     ) -> list[torch.Tensor]:
@@ -182,7 +163,6 @@ class Generator(nn.Module):
         return fused
 
     def forward(self, source_image: torch.Tensor, cond: PoseConditioning) -> torch.Tensor:
-        self._check_inputs(source_image, cond)
         if self.warp_skip == "none":
             skips = self.encoder(torch.cat([source_image, cond.source_heatmaps, cond.target_heatmaps], dim=1))
         else:

@@ -24,13 +24,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
-from deformgan import metrics as M
 from deformgan.atomic import atomic_write_text
+from deformgan.data.layout import find_layout, get_preset, image_files, shift_keypoints
 from deformgan.errors import InputError
-from deformgan.keypoints import MISSING, is_present, read_annotations, read_pairs
-from deformgan.parts import evaluation_mask
+from deformgan.evaluation import metrics as M
+from deformgan.evaluation.mask import evaluation_mask
+from deformgan.images import list_images, read_image
+from deformgan.keypoints import read_annotations, read_pairs
 from deformgan.pretrained import MissingWeightsError
 
 #: Metric keys, in table order.
@@ -72,14 +73,6 @@ def parse_pair_name(filename: str, known: Iterable[str] | None = None) -> tuple[
             "(e.g. 0007_c2s3_070952_01.jpg_0007_c3s3_077419_03.jpg.png)"
         )
     return candidates[0]
-
-
-def _read_rgb(path: Path) -> np.ndarray:
-    try:
-        with Image.open(path) as image:
-            return np.array(image.convert("RGB"))
-    except OSError as error:
-        raise InputError(f"{path}: cannot read image ({error})") from None
 
 
 @dataclass
@@ -124,7 +117,7 @@ def read_generated(
     generated, targets = [], []
     shape = None
     for path in _maybe_tqdm(files, progress, "read"):
-        image = _read_rgb(path)
+        image = read_image(path)
         if shape is None:
             shape = image.shape
         elif image.shape != shape:
@@ -351,8 +344,6 @@ def _read_keypoint_files(paths: Sequence[str | os.PathLike]) -> dict[str, np.nda
 def _frame_offset(size: tuple[int, int], dataset: str | None) -> int:
     """Columns to subtract from annotation x so keypoints match the image frame (DeepFashion 256x176)."""
     if dataset is not None:
-        from deformgan.data import get_preset
-
         preset = get_preset(dataset)
         if tuple(preset.image_size) != tuple(size):
             raise InputError(
@@ -375,19 +366,17 @@ def target_masks(
         raise InputError(
             f"no keypoints for target image {missing[0]} ({len(missing)} targets without annotation)"
         )
-    kp = torch.from_numpy(np.stack([keypoints[to] for _, to in pairs]).astype(np.float32))
-    shifted = kp.clone()
-    shifted[..., 0] -= x_offset
-    kp = torch.where(is_present(kp)[..., None], shifted, torch.full_like(kp, MISSING))
+    kp = shift_keypoints(np.stack([keypoints[to] for _, to in pairs]), x_offset)
+    kp = torch.from_numpy(kp)
     return evaluation_mask(kp, size).numpy()
 
 
 def _train_image_reader(folder: Path, size: tuple[int, int], x_offset: int, batch: int):
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    files = list_images(folder)
 
     def chunks() -> Iterable[np.ndarray]:
         for index in _chunks(len(files), batch):
-            images = [_read_rgb(p)[:, x_offset : x_offset + size[1]] for p in files[index]]
+            images = [read_image(p)[:, x_offset : x_offset + size[1]] for p in files[index]]
             for path, image in zip(files[index], images, strict=True):
                 if image.shape[:2] != tuple(size):
                     raise InputError(f"{path}: expected a {size[0]}x{size[1]} image (after crop)")
@@ -414,8 +403,8 @@ def evaluate(
     """Score the generated images of a folder (see the module docstring for inputs and the result schema).
 
     generated: folder of ``<from>_<to>.png`` images (or triplet strips with ``triplets=True``).
-    data: dataset root (reference layout, :func:`deformgan.data.find_layout`): target images (test, then
-    train folder), keypoints (all annotation CSVs) and the training images for FID. annotations: CSV
+    data: dataset root (reference layout, :func:`deformgan.data.find_layout`): target images (train, then
+    test folder), keypoints (all annotation CSVs) and the training images for FID. annotations: CSV
     file(s) used instead of the dataset's for the keypoints. pairs: pairs CSV or list restricting the
     evaluation (default: every PNG in the folder). dataset: preset name of :data:`deformgan.data.PRESETS`
     (checks the image size; "deepfashion-176" shifts keypoints by x - 40); default: inferred from the
@@ -424,8 +413,6 @@ def evaluate(
     """
     layout = None
     if data is not None:
-        from deformgan.data import find_layout
-
         layout = find_layout(data)
     if isinstance(annotations, (str, os.PathLike)):
         annotations = [annotations]
@@ -477,16 +464,17 @@ def evaluate(
 def _read_targets(
     layout, pairs: Sequence[tuple[str, str]], size: tuple[int, int], x_offset: int, progress: bool
 ):
-    folders = [layout.image_dirs[s] for s in ("test", "train") if layout.image_dirs[s].is_dir()]
+    files = image_files(layout)
+    folders = ", ".join(str(f) for f in layout.existing_image_dirs())
     targets = []
     for _, name in _maybe_tqdm(pairs, progress, "targets"):
-        path = next((f / name for f in folders if (f / name).is_file()), None)
-        if path is None:
-            raise InputError(f"target image {name} not found in {', '.join(str(f) for f in folders)}")
-        image = _read_rgb(path)[:, x_offset : x_offset + size[1]]
+        if name not in files:
+            raise InputError(f"target image {name} not found in {folders}")
+        image = read_image(files[name])[:, x_offset : x_offset + size[1]]
         if image.shape[:2] != tuple(size):
             raise InputError(
-                f"{path}: expected {size[0]}x{size[1]} after crop, got {image.shape[0]}x{image.shape[1]}"
+                f"{files[name]}: expected {size[0]}x{size[1]} after crop, "
+                f"got {image.shape[0]}x{image.shape[1]}"
             )
         targets.append(image)
     return np.stack(targets)

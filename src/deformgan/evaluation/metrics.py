@@ -5,7 +5,7 @@ printed L1. Modern protocol of the later literature (field survey §2.3): LPIPS 
 pool3, real statistics from the training images). Plus ``ds_hog``, an offline stand-in for DS.
 
 Image conventions here: the classic metrics work on what the reference scores, **uint8 arrays (N, H, W, 3)**
-as the PNG files store them; :func:`to_uint8` converts generator outputs ((B,3,H,W) float in [-1, 1]).
+as the PNG files store them; :func:`deformgan.images.to_uint8` converts generator outputs.
 LPIPS takes (B,3,H,W) floats in [-1, 1]. Per-image functions return one score per image (numpy (N,));
 callers average over pairs.
 
@@ -27,7 +27,7 @@ from skimage.metrics import structural_similarity
 from torch import nn
 
 from deformgan.errors import InputError
-from deformgan.pretrained import find_weights, load_state_dict
+from deformgan.pretrained import find_weights, hub_checkpoints_holding, load_state_dict
 
 # Weights files (their canonical names, so a file copied from a torch hub cache is found as is).
 INCEPTION_WEIGHTS = "weights-inception-2015-12-05-6726825d.pth"
@@ -55,14 +55,6 @@ class MetricUnavailable(RuntimeError):
 
 # ----------------------------------------------------------------------------------------------
 # Conversions and checks
-
-
-def to_uint8(images: torch.Tensor) -> np.ndarray:
-    """(B,3,H,W) float in [-1, 1] -> uint8 (B,H,W,3), rounding ``(x + 1) * 127.5`` to the nearest integer."""
-    if images.ndim != 4 or images.shape[1] != 3:
-        raise InputError(f"images: expected a (B,3,H,W) tensor, got shape {tuple(images.shape)}")
-    pixels = ((images.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-    return pixels.permute(0, 2, 3, 1).cpu().numpy()
 
 
 def check_uint8_images(name: str, images: np.ndarray) -> np.ndarray:
@@ -164,7 +156,7 @@ class InceptionV3(nn.Module):
         super().__init__()
         path = find_weights(INCEPTION_WEIGHTS, weights, INCEPTION_URL)
         try:
-            from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+            from torch_fidelity import FeatureExtractorInceptionV3
         except ImportError:
             raise MetricUnavailable("torch-fidelity is not installed (pip install torch-fidelity)") from None
         # torch-fidelity unpickles the file with weights_only=False: check first that it holds tensors only.
@@ -230,13 +222,6 @@ def inception_outputs(
     return torch.cat(pools), torch.cat(logits)
 
 
-def inception_score(
-    images: np.ndarray, inception: InceptionV3, splits: int = IS_SPLITS, batch_size: int = 50
-) -> tuple[float, float]:
-    """IS of uint8 images (N,H,W,3) at native resolution -> (mean, std) over ``splits`` (reference doc §7)."""
-    return inception_score_from_logits(inception_outputs(images, inception, batch_size)[1], splits)
-
-
 class FID:
     """Fréchet Inception distance on pool3 features of :class:`InceptionV3` (torchmetrics' FID maths).
 
@@ -275,28 +260,24 @@ class FID:
 class LPIPS(nn.Module):
     """LPIPS with AlexNet ("net-lin", v0.1 linear layers): ``forward(a, b)`` (B,3,H,W) in [-1, 1] -> (B,).
 
-    torchmetrics implements LPIPS exactly (the pip ``lpips`` package, v0.1) and ships the linear-layer
-    weights in its wheel, but its public class downloads the AlexNet backbone: we build its network with a
-    random backbone (``pnet_rand=True``, nothing downloaded) and load torchvision's AlexNet weights from
-    the file found by :func:`find_weights`, so no random weight is ever left in use.
+    torchmetrics' public ``LearnedPerceptualImagePatchSimilarity`` implements LPIPS exactly (the pip
+    ``lpips`` package, v0.1) and ships the linear-layer weights in its wheel; its AlexNet backbone comes
+    from torchvision, which reads ``<hub dir>/checkpoints/alexnet-owt-7be5be79.pth`` and downloads it only
+    when that file is absent. The backbone file found by :func:`find_weights` (an explicit path,
+    ``$DEFORMGAN_WEIGHTS`` or the hub cache) is therefore linked into a private hub folder while the
+    metric is built (:func:`deformgan.pretrained.hub_checkpoints_holding`): torchvision loads it from
+    there, nothing is downloaded, nothing random is left.
     """
 
     def __init__(self, weights: str | os.PathLike | None = None):
         super().__init__()
         path = find_weights(ALEXNET_WEIGHTS, weights, ALEXNET_URL)
-        from torchmetrics.functional.image.lpips import _NoTrainLpips
+        load_state_dict(path)  # refuse a file that is not a plain state dict before torchvision reads it
+        from torchmetrics.image.lpip import LearnedPerceptualImagePatchSimilarity
 
-        alexnet_state = load_state_dict(path)
-        self.net = _NoTrainLpips(net="alex", pnet_rand=True)  # linear layers loaded from the wheel
-        # torchmetrics splits AlexNet's ``features`` into slices 1-5 keeping the original layer indices.
-        slices = {0: 1, 1: 1, 2: 2, 3: 2, 4: 2, 5: 3, 6: 3, 7: 3, 8: 4, 9: 4, 10: 5, 11: 5}
-        backbone = {}
-        for key, value in alexnet_state.items():
-            parts = key.split(".")
-            if parts[0] == "features":
-                backbone[f"slice{slices[int(parts[1])]}.{parts[1]}.{parts[2]}"] = value
-        self.net.net.load_state_dict(backbone, strict=True)
-        self.net.requires_grad_(False).eval()
+        with hub_checkpoints_holding({ALEXNET_WEIGHTS: path}):
+            self.metric = LearnedPerceptualImagePatchSimilarity(net_type="alex", reduction="none")
+        self.metric.requires_grad_(False).eval()
 
     def train(self, mode: bool = True) -> LPIPS:
         return super().train(False)
@@ -306,7 +287,9 @@ class LPIPS(nn.Module):
         if generated.shape != target.shape or generated.ndim != 4 or generated.shape[1] != 3:
             shapes = f"{tuple(generated.shape)} and {tuple(target.shape)}"
             raise InputError(f"lpips: expected two (B,3,H,W) tensors of the same shape, got {shapes}")
-        return self.net(generated, target).reshape(len(generated))
+        self.metric.reset()
+        self.metric.update(generated, target)
+        return self.metric.compute().reshape(len(generated))
 
 
 # ----------------------------------------------------------------------------------------------

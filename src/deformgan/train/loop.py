@@ -1,0 +1,165 @@
+"""The training loop: per iteration one discriminator step, then one generator step.
+
+As the authors train (``--training_ratio 1``; Adam 2e-4, betas (0.5, 0.999) for both networks, no
+schedule): D sees real pairs and pairs the generator rendered from *other* pairs, concatenated in one
+forward; G then renders a third batch and descends ``L_G = w_adv L_adv + w_rec L_rec``
+(:mod:`deformgan.objective`). Every batch and every dropout mask is a pure function of (seed, iteration,
+rank), so a run stopped at iteration k and resumed ends bit-identical to an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from deformgan.conditioning import pose_conditioning
+from deformgan.config import Config
+from deformgan.objective import discriminator_objective
+from deformgan.runtime import seed_of
+from deformgan.train.distributed import all_agree
+from deformgan.train.runlog import TermMeter
+from deformgan.train.sampler import ROLES
+from deformgan.train.setup import Networks, plan_run, save_training_state, start_session
+
+
+def _autocast(device: torch.device, amp: str):
+    """bf16/fp16 autocast on CUDA when asked; a no-op elsewhere."""
+    dtype = torch.float16 if amp == "fp16" else torch.bfloat16
+    return torch.autocast(device.type, dtype=dtype, enabled=device.type == "cuda" and amp != "off")
+
+
+def discriminator_step(
+    nets: Networks, config: Config, real: dict, fake_side: dict, device: torch.device
+) -> dict[str, torch.Tensor]:
+    """One D update on real pairs vs pairs generated from another batch -> the D terms (detached)."""
+    nets.discriminator.requires_grad_(True)
+    size, amp = config.image_size, config.train.amp
+    # The fake side needs no gradient: the bare generator (no DDP hooks) under no_grad.
+    with torch.no_grad(), _autocast(device, amp):
+        fake_cond = pose_conditioning(
+            fake_side["source_kp"], fake_side["target_kp"], size, config.generator.warp_skip
+        )
+        fake = nets.generator(fake_side["source_image"], fake_cond)
+    real_cond = pose_conditioning(real["source_kp"], real["target_kp"], size, "none")  # D reads heatmaps only
+    with _autocast(device, amp):
+        # One D forward on real and fake concatenated along the batch, as the authors do (and DDP needs:
+        # one forward per backward).
+        logits = nets.d_model(
+            torch.cat([real["source_image"], fake_side["source_image"]]),
+            torch.cat([real_cond.source_heatmaps, fake_cond.source_heatmaps]),
+            torch.cat([real["target_image"], fake]),
+            torch.cat([real_cond.target_heatmaps, fake_cond.target_heatmaps]),
+        )
+    real_logits, fake_logits = logits.float().split([real["source_image"].shape[0], fake.shape[0]])
+    loss, terms = discriminator_objective(real_logits, fake_logits)
+    nets.opt_d.zero_grad(set_to_none=True)
+    scaler = nets.scalers["discriminator"]
+    scaler.scale(loss).backward()
+    scaler.step(nets.opt_d)
+    scaler.update()
+    return {k: v.detach() for k, v in terms.items()}
+
+
+def generator_step(
+    nets: Networks, config: Config, batch: dict, device: torch.device
+) -> dict[str, torch.Tensor]:
+    """One G update on its own batch -> the G terms (detached)."""
+    # D is frozen here and only passes gradients to the image: call the bare module so that DDP never
+    # waits for D gradients that this backward does not produce.
+    nets.discriminator.requires_grad_(False)
+    with _autocast(device, config.train.amp):
+        cond = pose_conditioning(
+            batch["source_kp"], batch["target_kp"], config.image_size, config.generator.warp_skip
+        )
+        generated = nets.g_model(batch["source_image"], cond)
+        fake_logits = nets.discriminator(
+            batch["source_image"], cond.source_heatmaps, generated, cond.target_heatmaps
+        )
+    loss, terms = nets.objective(fake_logits.float(), generated.float(), batch["target_image"])
+    nets.opt_g.zero_grad(set_to_none=True)
+    scaler = nets.scalers["generator"]
+    scaler.scale(loss).backward()
+    scaler.step(nets.opt_g)
+    scaler.update()
+    return {k: v.detach() for k, v in terms.items()}
+
+
+def train(
+    config: Config | str | os.PathLike | None,
+    data_dir: str | os.PathLike | None,
+    out_dir: str | os.PathLike | None,
+    iterations: int | None = None,
+    resume: str | os.PathLike | None = None,
+    *,
+    progress: bool = True,
+    time_budget_s: float | None = None,
+    tensorboard: bool = True,
+    on_log: Callable[[int, dict[str, float]], None] | None = None,
+) -> Path:
+    """Train a Deformable GAN; return the run folder (checkpoints, ``log.csv``, samples, config.yaml).
+
+    config: a Config or a YAML path (must equal the saved one when resuming, but for the iteration count).
+    data_dir: dataset root in the field's layout (default: ``data.root``, or the path saved in the resumed
+    checkpoint). out_dir: run folder (default with resume: the resumed folder). iterations: the TOTAL
+    number of iterations (default ``train.iterations``); a resumed run continues to it. resume: a run
+    folder or ``ckpt-*`` folder: the saved config, data path, weights and optimiser states are restored.
+    time_budget_s: stop early (checkpointing) once the loop has run this long. on_log: called with
+    (step, logged values) on rank 0.
+    """
+    plan = plan_run(config, data_dir, out_dir, iterations, resume)
+    session = start_session(plan, tensorboard)
+    config, tc, nets, device = plan.config, plan.config.train, session.nets, session.device
+    main = session.context.is_main
+    meter = TermMeter(device)
+    bar = tqdm(
+        total=plan.total,
+        initial=plan.start_step,
+        desc=config.name,
+        unit="it",
+        disable=not (progress and main),
+    )
+    step, last_saved = plan.start_step, plan.start_step if plan.checkpoint is not None else -1
+    try:
+        if main and step == 0 and tc.sample_every > 0:
+            session.write_samples(0)
+        loop_start = time.perf_counter()
+        nets.generator.train()
+        nets.discriminator.train()
+        while step < plan.total:
+            tick = time.perf_counter()
+            torch.manual_seed(seed_of(tc.seed, step, session.context.rank))  # this iteration's dropout noise
+            real, fake_side, g_side = (session.next_batch() for _ in ROLES)
+            terms = discriminator_step(nets, config, real, fake_side, device)
+            terms |= generator_step(nets, config, g_side, device)
+            step += 1
+            meter.add(terms, time.perf_counter() - tick)
+            bar.update(1)
+
+            # Maintenance: rank 0 writes; every rank reaches the same decisions.
+            out_of_time = time_budget_s is not None and time.perf_counter() - loop_start >= time_budget_s
+            last = step == plan.total or out_of_time
+            if main and (step % tc.log_every == 0 or last):
+                values = meter.flush()
+                session.log.write(step, values)
+                d_loss = values["loss/D/real"] + values["loss/D/fake"]
+                bar.set_postfix(G=f"{values['loss/G/total']:.3g}", D=f"{d_loss:.3g}", refresh=False)
+                if on_log is not None:
+                    on_log(step, values)
+            if main and tc.sample_every > 0 and (step % tc.sample_every == 0 or last):
+                session.write_samples(step)
+            if main and tc.checkpoint_every > 0 and step % tc.checkpoint_every == 0:
+                save_training_state(nets, plan, step)
+                last_saved = step
+            if all_agree(out_of_time, session.context):
+                break
+        if main and last_saved != step:
+            save_training_state(nets, plan, step)  # always checkpoint at the end
+    finally:
+        bar.close()
+        session.close()
+    return plan.run_dir
