@@ -1,4 +1,5 @@
-"""Ablation on synthetic people: Baseline vs DSC vs PercLoss vs Full with exact ground truth (doc §5, §6).
+"""Ablation on synthetic people: Baseline vs DSC vs PercLoss vs Full with exact ground truth (the paper's
+ablation table).
 
 The paper's claims are comparative (deformable skips and the nearest-neighbour loss beat a U-Net
 Baseline). On synthetic people (``deformgan.synth``) the target image of a same-identity pair IS the
@@ -229,7 +230,7 @@ def generate_all(run_dir: Path, batch: dict, chunk: int = 50) -> np.ndarray:
 
 
 def score(generated: np.ndarray, target: np.ndarray, mask: np.ndarray) -> dict[str, np.ndarray]:
-    """Per-pair SSIM, mask-SSIM and L1 (paper protocol, reference doc §7) -> {metric: float64 (N,)}."""
+    """Per-pair SSIM, mask-SSIM and L1 (paper protocol, the authors' test.py) -> {metric: float64 (N,)}."""
     return {
         "ssim": M.ssim(generated, target),
         "mask_ssim": M.ssim(generated, target, mask),

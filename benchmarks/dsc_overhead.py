@@ -1,4 +1,5 @@
-"""Cost of the deformable skip connection and of the part geometry (reference doc §2.5, §3.3).
+"""Cost of the deformable skip connection and of the part geometry (the authors' ``AffineTransformLayer``,
+``concatenate_skips``).
 
 Compares, at Market size (128x64), full width, batch 4:
 

@@ -3,8 +3,9 @@
 Usage: ``python benchmarks/pose_statistics.py [--samples 5000] [--out benchmarks/results/pose_statistics.md]``
 
 Statistics (all on images whose torso - neck, both shoulders, both hips - is complete, the images the
-reference keeps for pairs, doc §1.4): limb-length ratios, joint angles and per-joint missing rates, each
-as the 5/25/50/75/95th percentiles. Writes a Markdown table and a PNG histogram strip (PIL drawing).
+authors keep for pairs, ``create_pairs_dataset.py``): limb-length ratios, joint angles and per-joint
+missing rates, each as the 5/25/50/75/95th percentiles. Writes a Markdown table and a PNG histogram
+strip (PIL drawing).
 Needs ../shared/data/annotations/market-annotation-{train,test}.csv (exits with a message if absent).
 """
 

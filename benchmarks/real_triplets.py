@@ -1,4 +1,4 @@
-"""Classic metrics on the 100 + 100 real test triplets of shared/data/triplets (reference doc §7, §9).
+"""Classic metrics on the 100 + 100 real test triplets of shared/data/triplets (the paper's protocol).
 
 For Market-1501 (128x64) and DeepFashion (256x256), scores three "generators" against the real targets:
 the authors' Def-GAN outputs (right third of each strip), copy-the-source, and the source image warped
@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> None:
         f"torch {torch.__version__}, "
         f"OpenCV {cv2.__version__}).\n\n"
         "SSIM / mask-SSIM: skimage, Gaussian 11x11 sigma 1.5, data_range = max-min of the generated image "
-        "(reference doc §7). ds_hog: fraction of images where OpenCV's HOG people detector fires "
+        "(the authors' test.py). ds_hog: fraction of images where OpenCV's HOG people detector fires "
         "(in brackets: mean best SVM margin). L1: mean |target - generated| in [-1, 1] units.\n\n"
     )
     text = header + "\n".join(sections)

@@ -214,7 +214,7 @@ def test_images_looked_up_in_train_then_test(tmp_path: Path):
         {"0001_b.png": pose()},
         train_pairs=[("0001_a.png", "0001_b.png")],
     )
-    # The same name in both folders: the train image wins (reference §1.4).
+    # The same name in both folders: the train image wins (the authors' lookup order).
     write_image(tmp_path / "market-dataset/test/0001_a.png", (128, 64), color=(255, 255, 255))
     item = PairDataset(tmp_path)[0]
     assert item["source_image"].max() == -1.0  # black train copy, not the white test copy
@@ -431,6 +431,8 @@ def test_real_market_pairs_satisfy_the_rules():
 
 
 def test_real_market_train_pair_count():
-    """The reference's pair rules on the Market train annotations give its 263,632 train pairs (doc §1.4)."""
+    """The reference's pair rules on the Market train annotations give its 263,632 train pairs
+    (``create_pairs_dataset.py``).
+    """
     pairs = make_pairs(read_annotations(shared_annotations() / "market-annotation-train.csv"))
     assert len(pairs) == 263_632

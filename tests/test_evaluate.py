@@ -146,7 +146,7 @@ def test_real_defgan_deepfashion_outputs_match_the_reported_scores(shared):
         metrics=("ssim", "mask_ssim", "l1"),
         progress=False,
     )
-    # Reference doc §9: the paper reports SSIM 0.756 for the DeepFashion Full model; a user's retraining
+    # The paper reports SSIM 0.756 for the DeepFashion Full model; a user's retraining
     # (pose-gan #3) got mask-SSIM 0.950 and L1 0.125. On these 100 pairs (per-pair SSIM std ~0.1, so a
     # standard error ~0.01) the authors' outputs must score within that noise.
     assert results["ssim"]["value"] == pytest.approx(0.756, abs=0.02)

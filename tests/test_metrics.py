@@ -42,7 +42,7 @@ def test_ssim_constant_offset_matches_the_formula_with_the_generated_data_range(
     # Channel 0 is identical (SSIM 1) and channel 2 too (1). In channel 1 both images are constant, so
     # every Gaussian window has sigma_x = sigma_y = sigma_xy = 0 and
     # SSIM = (2 mu_x mu_y + C1) / (mu_x^2 + mu_y^2 + C1), with C1 = (0.01 L)^2 where L is the generated
-    # image's max - min (reference doc §7), not 255.
+    # image's max - min (the authors' test.py), not 255.
     generated, target = _offset_pair(range_max)
     c1 = (0.01 * range_max) ** 2
     luminance = (2 * 100 * 120 + c1) / (100**2 + 120**2 + c1)

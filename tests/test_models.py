@@ -1,4 +1,6 @@
-"""Tests for deformgan.models: generator and discriminator architecture (reference doc §3, §4)."""
+"""Tests for deformgan.models: generator and discriminator architecture (the authors' ``make_generator``,
+``make_discriminator``).
+"""
 
 from __future__ import annotations
 
@@ -45,7 +47,7 @@ def count(module: nn.Module) -> int:
 
 
 # ----------------------------------------------------------------------------------------------
-# Parameter counts of the Keras reference, derived layer by layer from conditional_gan.py (§3, §4):
+# Parameter counts of the Keras reference, derived layer by layer from conditional_gan.py:
 # Conv2D k x k: k*k*C_in*C_out (+ C_out bias); Conv2DTranspose 4x4 no bias: 16*C_in*C_out;
 # keras-contrib InstanceNormalization(axis=None): one gamma + one beta = 2.
 
@@ -140,7 +142,8 @@ def test_encoder_levels_and_channel_flow_follow_the_reference():
         g = Generator((128, 64), warp_skip="mask")
         baseline = Generator((128, 64), warp_skip="none")
     assert g.appearance_encoder.levels[0].in_channels == 21 and g.pose_encoder.levels[0].in_channels == 18
-    # Decoder channel flow of §3.4: 1024->512, 512+1024->512 (x2), 512+512->256, 256+256->128, 128+128->3.
+    # Decoder channel flow of the authors' ``decoder``: 1024->512, 512+1024->512 (x2), 512+512->256,
+    # 256+256->128, 128+128->3.
     convs = [m for m in g.decoder.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
     assert [(c.in_channels, c.out_channels) for c in convs] == [
         (1024, 512), (1536, 512), (1536, 512), (1024, 256), (512, 128), (256, 3)

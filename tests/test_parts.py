@@ -98,7 +98,7 @@ def test_translation_is_recovered_exactly():
 
 
 def test_body_symmetry_uses_the_twin_limb():
-    """A right forearm missing in the source is fitted on the source's left forearm (supplementary §3)."""
+    """A right forearm missing in the source is fitted on the source's left forearm (body symmetry)."""
     target = _standing_pose()[None]
     source = target.clone()
     source[0, JOINT["Rwri"]] = MISSING

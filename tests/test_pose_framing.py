@@ -9,7 +9,15 @@ import pytest
 from deformgan.errors import InputError
 from deformgan.keypoints import JOINT
 from deformgan.pose.blazepose import BlazePose
-from deformgan.pose.framing import FRAMINGS, Framing, Person, find_person, frame_person, framing_for
+from deformgan.pose.framing import (
+    FRAMINGS,
+    Framing,
+    Person,
+    find_person,
+    frame_person,
+    frame_sequence,
+    framing_for,
+)
 from deformgan.pretrained import MissingWeightsError
 
 
@@ -161,3 +169,23 @@ def test_photo_without_person_is_refused(pose_model):
     with pytest.raises(InputError, match=r"me\.jpg: no person found \(best pose-presence score") as error:
         frame_person(neutral_canvas(480, 640), (128, 64), pose_model, where="me.jpg")
     assert "\n" not in str(error.value)
+
+
+def test_frame_sequence_follows_a_moving_person(pose_model):
+    """A person sliding across a large photo, 24 px a frame: the box follows, and since only the place
+    changes, the framed keypoints barely move (the frame is tied to the body, as in Market's tracking
+    crops)."""
+    from deformgan.synth import render_sample
+
+    person = render_sample(0, 1, 0, (256, 256)).image
+    canvas = neutral_canvas(700, 900, seed=3)
+    frames = [paste_person(canvas, person, 100 + 24 * t, 300, 1.0)[0] for t in range(8)]
+    framed = frame_sequence(frames, (128, 64), fps=25, model=pose_model)
+    assert framed.images.shape == (8, 128, 64, 3) and framed.keypoints.shape == (8, 18, 2)
+    assert (framed.score >= 0.5).all()
+    x0 = np.array([f.box[0] for f in framed.framings])
+    assert (np.diff(x0) > 0).all() and 100 < x0[-1] - x0[0] < 24 * 7 + 20  # follows (smoothing may lag)
+    neck = framed.keypoints[:, JOINT["neck"]]
+    assert (neck >= 0).all() and np.ptp(neck[:, 1]) <= 3
+    with pytest.raises(InputError, match="no person found in any of the 2 frames"):
+        frame_sequence([canvas, canvas], (128, 64), fps=25, model=pose_model)

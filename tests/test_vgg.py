@@ -1,4 +1,4 @@
-"""VGG-19 feature extractor (reference doc §5.2): weight lookup, layer mapping, preprocessing, freezing."""
+"""VGG-19 feature extractor : weight lookup, layer mapping, preprocessing, freezing."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Tests for deformgan.warp: the deformable skip connection (reference doc §2.5) and pose conditioning."""
+"""Tests for deformgan.warp: the deformable skip connection (the authors' ``AffineTransformLayer``)."""
 
 from __future__ import annotations
 
@@ -217,7 +217,7 @@ def test_identity_parts_with_full_masks_return_the_input(aggregate, stride):
 
 
 def test_max_over_parts_clamps_where_a_part_does_not_cover():
-    # Reference consequence (§2.5): an uncovered part contributes 0 to the max, so negatives become 0.
+    # A consequence of the max over parts: an uncovered part contributes 0 to the max, so negatives become 0.
     features = torch.randn(1, 4, 16, 8)
     masks = torch.ones(1, 2, 16, 8)
     masks[:, 1] = 0

@@ -49,7 +49,10 @@ def to_uint8(images: torch.Tensor, quantisation: str = "round") -> np.ndarray:
 def from_uint8(pixels: np.ndarray) -> torch.Tensor:
     """uint8 (..., H, W, 3) -> float32 (..., 3, H, W) in [-1, 1] = (I / 255 - 0.5) * 2 (the authors'
     loader mapping)."""
-    tensor = torch.from_numpy(np.ascontiguousarray(pixels)).movedim(-1, -3).to(torch.float32)
+    array = np.ascontiguousarray(pixels)
+    if not array.flags.writeable:  # e.g. np.asarray(PIL image): torch wants memory it may own
+        array = array.copy()
+    tensor = torch.from_numpy(array).movedim(-1, -3).to(torch.float32)
     return (tensor / 255.0 - 0.5) * 2.0
 
 

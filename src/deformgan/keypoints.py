@@ -1,6 +1,6 @@
 """The 18-joint OpenPose/COCO pose: joint layout, annotation files, Gaussian heatmaps, skeleton drawings.
 
-Conventions used everywhere in deformgan (reference doc §1):
+Conventions used everywhere in deformgan (the authors' ``pose_utils.LABELS`` and annotation files):
 - keypoints are arrays/tensors of shape (..., 18, 2) in **(x, y) = (column, row) pixel** order,
   integer pixel indices of the image's own resolution, with ``-1`` in both coordinates for a missing joint;
 - the field's annotation CSV stores them the other way round (a list of rows y, then a list of columns x):
@@ -72,7 +72,8 @@ def _parse_coordinate_list(text: str, where: str, column: str) -> list[int]:
 
 
 def read_annotations(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """Read an annotation CSV (``name:keypoints_y:keypoints_x``, reference doc §1.3).
+    """Read an annotation CSV (``name:keypoints_y:keypoints_x``, as
+    ``pose_utils.load_pose_cords_from_strings`` reads it).
 
     Returns ``{image name: int64 array (18, 2)}`` in **(x, y)** pixel order, -1 for a missing joint.
     Raises :class:`InputError` naming the file and row for a missing file, a wrong header or a malformed row.

@@ -1,4 +1,4 @@
-"""Training losses: adversarial (reference doc §5.1), L1, nearest-neighbour loss (§5.2, Supplementary §2).
+"""Training losses: adversarial (arXiv v1 Eq. 5), L1, nearest-neighbour loss (Eq. 7).
 
 All losses take batched tensors and return *unweighted* values; the loss weights (lambda = 100 for pixel L1,
 0.01 for the NN loss on conv1_2, 0.5 for the PercLoss L1 on conv2_1) are applied by the training objective.
@@ -21,7 +21,7 @@ from deformgan.errors import InputError
 REDUCTIONS = ("mean", "sum", "none")
 
 # ----------------------------------------------------------------------------------------------
-# Adversarial losses (§5.1)
+# Adversarial losses (the authors' gan/gan.py)
 
 
 def d_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -40,12 +40,12 @@ def d_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> tuple[torch.
 
 
 def g_adversarial_loss(fake_logits: torch.Tensor) -> torch.Tensor:
-    """Non-saturating generator loss -mean log D(G(.)) from raw logits (§5.1; softplus form, no 1e-7)."""
+    """Non-saturating generator loss -mean log D(G(.)) from raw logits (softplus form, no 1e-7)."""
     return F.binary_cross_entropy_with_logits(fake_logits, torch.ones_like(fake_logits))
 
 
 # ----------------------------------------------------------------------------------------------
-# Reconstruction losses (§5.2)
+# Reconstruction losses (conditional_gan.CGAN._compile_generator_loss)
 
 
 def l1_loss(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -230,7 +230,7 @@ class _NearestNeighbourDistance(torch.autograd.Function):
 def nn_loss(
     generated: torch.Tensor, target: torch.Tensor, neighborhood: int = 3, reduction: str = "mean"
 ) -> torch.Tensor:
-    """Nearest-neighbour loss (Supplementary §2, Eq. 1-5; reference doc §5.2 and §12.5).
+    """Nearest-neighbour loss (paper, arXiv v1 Eq. 7; the authors' ``conditional_gan.nn_loss``).
 
     For every position p of ``generated`` (B,C,H,W), the minimum over the ``neighborhood`` x
     ``neighborhood`` window of ``target`` centred at p of sum_c |generated(c,p) - target(c,q)|; window

@@ -1,14 +1,15 @@
 """The body as 10 rigid parts: target part masks, per-part affine transforms, the evaluation mask.
 
-Faithful to the authors' ``pose_transform.py`` (``pose_masks``, ``affine_transforms``, ``estimate_polygon``)
-and ``pose_utils.produce_ma_mask`` as described in the reference doc §2 and §7, but batched torch code that
-runs on any device with no per-sample Python loop.
+The paper's "Decomposing an articulated body in a set of rigid sub-parts" and its least-squares affine
+fit per part (arXiv v1, Eq. 2). Faithful to the authors' ``pose_transform.py`` (``pose_masks``,
+``affine_transforms``, ``estimate_polygon``), but batched torch code that runs on any device with no
+per-sample Python loop.
 
 Units and order: keypoints are (B, 18, 2) **(x, y) pixels** at full image resolution, -1 = missing.
 Masks are (B, P, H, W). An affine ``theta`` (B, P, 2, 3) maps a **target** pixel (x, y, 1) to the
 **source** pixel (x, y) — the backward warp the deformable skip connections sample with.
 
-Part order (reference §2.3): torso, head, R upper leg, L upper leg, R lower leg, L lower leg,
+Part order (``pose_transform.pose_masks``): torso, head, R upper leg, L upper leg, R lower leg, L lower leg,
 R upper arm, L upper arm, R forearm, L forearm.
 
 Where the reference code would crash (a missing torso joint: ``KeyError``) or silently produce garbage
@@ -35,7 +36,8 @@ TORSO_JOINTS = ("Rhip", "Lhip", "Lsho", "Rsho")
 HEAD_JOINTS = ("nose", "Leye", "Reye", "Lear", "Rear")
 
 #: Limbs (parts 2..9): (from joint, to joint, extension of the affine-fit rectangle, of the mask rectangle).
-#: The lower limbs' masks are longer (0.5) than the rectangles their affines are fitted on (0.3), §2.3.
+#: The lower limbs' masks are longer (0.5) than the rectangles their affines are fitted on (0.3), as in
+#: ``pose_masks`` vs ``affine_transforms``.
 LIMBS: tuple[tuple[str, str, float, float], ...] = (
     ("Rhip", "Rkne", 0.1, 0.1),
     ("Lhip", "Lkne", 0.1, 0.1),
@@ -66,7 +68,8 @@ def _float(kp: torch.Tensor) -> torch.Tensor:
 
 
 def torso_scale(kp: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Torso size st = sqrt((|Rhip-Rsho|^2 + |Lhip-Lsho|^2) / 2) in pixels (reference §2.1).
+    """Torso size st = sqrt((|Rhip-Rsho|^2 + |Lhip-Lsho|^2) / 2) in pixels
+    (``pose_transform.compute_st_distance``).
 
     kp: (B, 18, 2). Returns (st (B,), ok (B,) bool). Where only one side (hip + shoulder) is present the
     mean runs over that side alone (the reference requires both and would crash); ``ok`` is False where
@@ -90,7 +93,7 @@ def limb_rectangle(
     fr: torch.Tensor, to: torch.Tensor, st: torch.Tensor, inc_to: float, inc_from: float = 0.1,
     half_width: float = 0.2,
 ) -> torch.Tensor:  # fmt: skip
-    """The reference's ``estimate_polygon``: a limb rectangle from joint ``fr`` to joint ``to`` (§2.2).
+    """``pose_transform.estimate_polygon``: a limb rectangle from joint ``fr`` to joint ``to``.
 
     fr, to: (..., 2) (x, y) pixels; st: (...) torso scale. The start is pushed back by ``inc_from`` of the
     limb, then the end forward by ``inc_to`` of the (already extended) limb; the rectangle is
@@ -138,7 +141,7 @@ def points_in_quads(quads: torch.Tensor, size: tuple[int, int], eps: float = 1e-
 
 
 def part_masks(target_kp: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """The 10 target part masks (reference ``pose_masks``, §2.3). target_kp: (B, 18, 2) (x, y) pixels.
+    """The 10 target part masks (``pose_transform.pose_masks``). target_kp: (B, 18, 2) (x, y) pixels.
 
     Returns float (B, 10, H, W) of 0/1: torso = the whole image (the reference's choice, issue #20);
     head = the square of half-side int(0.4 st) around the (truncated) mean of the visible head keypoints,
@@ -260,7 +263,7 @@ def borrow_twin_limbs(rectangles: torch.Tensor, present: torch.Tensor) -> tuple[
 
 
 def part_affines(source_kp: torch.Tensor, target_kp: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-part affines from the target pose to the source pose (reference ``affine_transforms``, §2.4).
+    """Per-part affines from the target pose to the source pose (``pose_transform.affine_transforms``).
 
     source_kp, target_kp: (B, 18, 2) (x, y) pixels, -1 = missing.
     Returns (theta (B, 10, 2, 3) float32 mapping a TARGET pixel (x, y, 1) to the SOURCE pixel (x, y),
@@ -304,7 +307,8 @@ def part_affines(source_kp: torch.Tensor, target_kp: torch.Tensor) -> tuple[torc
 
 
 def global_affine(source_kp: torch.Tensor, target_kp: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """One affine for the whole body (the ``warp_skip full`` variant, reference §2.4).
+    """One affine for the whole body (``warp_skip: global``; the authors' ``--warp_skip full``,
+    ``pose_transform.estimate_uniform_transform``).
 
     Fitted on the 4 torso joints plus Rkne/Lkne where present in both poses. Returns
     (theta (B, 1, 2, 3) float32 target pixel -> source pixel, valid (B, 1) bool).

@@ -1,4 +1,5 @@
-"""Frozen VGG-19 feature extractor for the perceptual / nearest-neighbour losses (reference doc §5.2).
+"""Frozen VGG-19 feature extractor for the perceptual / nearest-neighbour losses (the
+authors' ``gan/layer_utils.content_features_model``).
 
 The reference applies Keras' ImageNet VGG-19 (``block1_conv2``, ``block2_conv1``, ... outputs, which include
 the ReLU) to generated and real images. We use torchvision's VGG-19 architecture and its ImageNet weights
@@ -59,7 +60,7 @@ class VGG19Features(nn.Module):
     ``preprocess``:
       * "torchvision" (default): RGB in [0,1] normalised by the ImageNet mean/std -- what torchvision's
         VGG-19 weights were trained on, hence the right choice for the weights we load.
-      * "keras-reference": the reference's transform, same operations in the same order (§5.2):
+      * "keras-reference": the reference's transform, same operations in the same order:
         x*127.5+127.5, subtract [103.939, 116.779, 123.68] from channels (R, G, B) in that order, *then* flip
         RGB->BGR (so the R and B means are swapped relative to the caffe convention -- the reference's small
         bug). Only meaningful with Keras' caffe-style BGR weights converted to this layout; torchvision's

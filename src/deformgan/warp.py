@@ -1,4 +1,7 @@
-"""The deformable skip connection: warp a feature map once per body part and aggregate (reference doc §2.5).
+"""The deformable skip connection: warp a feature map once per body part and aggregate.
+
+Paper: "Deformable skip connections" (arXiv v1 Eqs. 3-4: F'_h = f_h(F . M_h), combined by a max over the
+parts); the authors' ``pose_transform.AffineTransformLayer``.
 
 Conventions (shared with :mod:`deformgan.parts`): ``theta`` (B, P, 2, 3) maps a TARGET pixel (x, y, 1)
 to the SOURCE pixel (x, y), in pixel units at full image resolution, x = column, y = row. Masks (B, P, H, W)
@@ -59,7 +62,7 @@ def feature_stride(image_size: tuple[int, int], feature_size: tuple[int, int]) -
 def source_coordinates(theta: torch.Tensor, stride: int, feature_size: tuple[int, int]) -> torch.Tensor:
     """Where each feature pixel samples its input: (B, P, h, w, 2) float32 (x', y') in feature pixels.
 
-    theta (B, P, 2, 3) full-resolution pixel affines; only the translation is divided by ``stride`` (§2.5).
+    theta (B, P, 2, 3) full-resolution pixel affines; only the translation is divided by ``stride``.
     The sum is evaluated in float32 in TF's order, ``(a0 x + a1 y) + a2 / s``.
     """
     h, w = feature_size
@@ -135,7 +138,7 @@ def deform(
     *,
     image_size: tuple[int, int] | None = None,
 ) -> torch.Tensor:
-    """Warp ``features`` once per part and aggregate the parts (reference ``AffineTransformLayer``, §2.5).
+    """Warp ``features`` once per part and aggregate the parts (``AffineTransformLayer``).
 
     features: (B, C, h, w), any float dtype, on any device; differentiable w.r.t. it.
     theta: (B, P, 2, 3) target->source pixel affines at FULL image resolution.

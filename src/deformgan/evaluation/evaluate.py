@@ -1,4 +1,4 @@
-"""Score a folder of generated images: the paper's protocol (reference doc §7) and the field's (survey §2.3).
+"""Score a folder of generated images: the paper's protocol and the later field's.
 
 Input folder: one PNG per test pair named ``<from>_<to>.png`` (both names keep their ``.jpg``/``.png``
 extension), or with ``triplets=True`` the reference's ``[source | target | generated]`` horizontal strips
@@ -37,8 +37,9 @@ from deformgan.pretrained import MissingWeightsError
 #: Metric keys, in table order.
 METRICS: tuple[str, ...] = ("ssim", "mask_ssim", "is", "mask_is", "ds", "ds_hog", "lpips", "fid", "l1")
 
-#: The modern metrics (LPIPS, FID) are computed at the field's resolutions (survey §2.2): Market 128x64 as
-#: is; DeepFashion 256x176, i.e. the central 176 columns of the 256x256 frame Def-GAN generates in.
+#: The modern metrics (LPIPS, FID) are computed at the field's resolutions (Zhu et al., CVPR 2019):
+#: Market 128x64 as is; DeepFashion 256x176, i.e. the central 176 columns of the 256x256 frame Def-GAN
+#: generates in.
 DEEPFASHION_CROP = 40
 
 CHUNK = 500  # images masked at a time for mask-IS (bounded memory on 8,570-pair test sets)
@@ -360,7 +361,7 @@ def target_masks(
     size: tuple[int, int],
     x_offset: int = 0,
 ) -> np.ndarray:
-    """Ma et al. evaluation masks (bool (N,H,W)) of the target poses of ``pairs`` (reference doc §7)."""
+    """Ma et al. evaluation masks (bool (N,H,W)) of the target poses of ``pairs`` (``produce_ma_mask``)."""
     missing = [to for _, to in pairs if to not in keypoints]
     if missing:
         raise InputError(

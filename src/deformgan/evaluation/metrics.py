@@ -1,8 +1,9 @@
 """Image-quality metrics of pose-guided person generation: the paper's and the field's protocols.
 
-Classic protocol of the paper (reference doc §7, ``test.py``): SSIM, mask-SSIM, IS, mask-IS, DS, plus the
-printed L1. Modern protocol of the later literature (field survey §2.3): LPIPS (AlexNet) and FID (Inception
-pool3, real statistics from the training images). Plus ``ds_hog``, an offline stand-in for DS.
+Classic protocol of the paper (the authors' ``test.py`` and ``ssd_score/compute_ssd_score.py``): SSIM,
+mask-SSIM, IS, mask-IS, DS, plus the printed L1. Modern protocol of the later literature (e.g. Zhu et al.
+CVPR 2019, Ren et al. CVPR 2020): LPIPS (AlexNet) and FID (Inception pool3, real statistics from the
+training images). Plus ``ds_hog``, an offline stand-in for DS.
 
 Image conventions here: the classic metrics work on what the reference scores, **uint8 arrays (N, H, W, 3)**
 as the PNG files store them; :func:`deformgan.images.to_uint8` converts generator outputs.
@@ -79,7 +80,7 @@ def apply_mask(images: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------------------------
-# SSIM, mask-SSIM, L1 (reference doc §7)
+# SSIM, mask-SSIM, L1 (the authors' test.py)
 
 
 def ssim(generated: np.ndarray, target: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
@@ -90,7 +91,7 @@ def ssim(generated: np.ndarray, target: np.ndarray, mask: np.ndarray | None = No
     ``compare_ssim(target, generated, gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
     multichannel=True, data_range=generated.max() - generated.min())``: 11x11 Gaussian window (truncate 3.5),
     K1 = 0.01, K2 = 0.03, mean over RGB. ``data_range`` is the dynamic range of the (masked) generated
-    image, **not 255**, as in the reference (doc §7, pitfall 8). skimage does all of this exactly; the
+    image, **not 255**, as in the authors' ``test.py``. skimage does all of this exactly; the
     loop over images is cheap next to the generator (about 1 ms per 128x64 pair).
     """
     generated = check_uint8_images("generated", generated)
@@ -146,7 +147,7 @@ class InceptionV3(nn.Module):
 
     ``forward(uint8 (B,3,H,W))`` -> ``(pool3 (B,2048), logits_unbiased (B,1008))``. Images of any size are
     resized to 299x299 inside the network by a bilinear resize bit-compatible with TF1's, then mapped to
-    [-1, 1] by (x - 128) / 128 - what the OpenAI IS code feeds the graph (reference doc §7). The logits are
+    [-1, 1] by (x - 128) / 128 - what the OpenAI improved-GAN IS code feeds the graph. The logits are
     pool3 @ W **without the bias**, as in the OpenAI code (``tf.matmul(pool3, w)``).
     """
 
@@ -187,10 +188,10 @@ class _Features(nn.Module):
 def inception_score_from_logits(logits: torch.Tensor, splits: int = IS_SPLITS) -> tuple[float, float]:
     """IS = exp(E_x KL(p(y|x) || p(y))) per split -> (mean, std over splits); logits (N, classes).
 
-    The OpenAI improved-GAN formula (reference doc §7): splits are consecutive slices
-    ``[i*N//splits, (i+1)*N//splits)`` in the given order and p(y) is the split's mean prediction; std is the
-    population std. torchmetrics' InceptionScore shuffles the images before splitting (torch.randperm),
-    which makes the split scores random, hence this small function.
+    The OpenAI improved-GAN formula (Salimans et al. 2016, used by the authors' ``test.py``): splits are
+    consecutive slices ``[i*N//splits, (i+1)*N//splits)`` in the given order and p(y) is the split's mean
+    prediction; std is the population std. torchmetrics' InceptionScore shuffles the images before
+    splitting (torch.randperm), which makes the split scores random, hence this small function.
     """
     if logits.ndim != 2 or len(logits) < splits:
         raise InputError(f"inception score: need at least {splits} images (one per split), got {len(logits)}")
@@ -227,7 +228,7 @@ class FID:
 
     Feed the real (training) images with ``update(images, real=True)`` and the generated ones with
     ``real=False``, uint8 (N,H,W,3) at the evaluation resolution; or pool3 features already computed (for IS)
-    with ``update_features``. Note (field survey §2.3): GFLA, PIDM and CFLD compute FID with torchvision's
+    with ``update_features``. Note: GFLA, PIDM and CFLD compute FID with torchvision's
     ImageNet Inception; this is the TF-FID Inception of pytorch-fid / torch-fidelity, so the two families
     of numbers are not comparable.
     """
@@ -299,7 +300,8 @@ class LPIPS(nn.Module):
 class PersonDetector(nn.Module):
     """torchvision SSD300-VGG16 (COCO): the closest available network to the paper's Caffe SSD300-VGG16.
 
-    Same architecture family and input size as the reference's DS model (VOC07+12 SSD300, reference doc §7),
+    Same architecture family and input size as the reference's DS model (VOC07+12 SSD300,
+    ``ssd_score/compute_ssd_score.py``),
     and torchvision's post-processing has the reference's ``deploy.prototxt`` settings: score threshold 0.01,
     NMS 0.45, top-k 400, keep 200; its transform warps every image to 300x300 and subtracts the same mean
     (RGB 123, 117, 104 on 0-255 values). Differences: COCO rather than VOC training data (the person class
@@ -330,7 +332,7 @@ class PersonDetector(nn.Module):
 
 
 def detection_scores(images: np.ndarray, detector: PersonDetector, batch_size: int = 16) -> np.ndarray:
-    """uint8 (N,H,W,3) -> best "person" confidence per image (N,) (DS = its mean, reference doc §7)."""
+    """uint8 (N,H,W,3) -> best "person" confidence per image (N,) (DS = its mean)."""
     images = check_uint8_images("images", images)
     device = next(detector.parameters()).device
     return (

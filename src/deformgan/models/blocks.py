@@ -1,4 +1,4 @@
-"""Building blocks shared by the generator and the discriminator (reference doc §3.1).
+"""Building blocks shared by the generator and the discriminator (``conditional_gan.block``).
 
 Down block: LeakyReLU(0.2) -> zero-pad 1 -> Conv 4x4 stride 2, no bias -> norm (optional).
 Up block: ReLU -> ConvTranspose 4x4 stride 2 'valid', no bias -> crop 1 px each side -> norm -> Dropout.
@@ -18,7 +18,7 @@ NORMS = ("reference", "instance")
 
 
 class ReferenceInstanceNorm(nn.Module):
-    """keras-contrib ``InstanceNormalization()`` with its default ``axis=None`` (§3.1, pitfall 2).
+    """keras-contrib ``InstanceNormalization()`` with its default ``axis=None``.
 
     Per sample, mean and POPULATION std over all of (C, H, W); ``eps`` is added to the std, not the variance;
     one scalar ``gamma`` and one scalar ``beta`` per layer. ``nn.GroupNorm(1, C)`` / ``F.layer_norm`` would
@@ -89,7 +89,7 @@ class UpBlock(nn.Sequential):
 
 
 def keras_init_(module: nn.Module) -> None:
-    """Keras default initialisation (§3.1): Glorot-uniform kernels, zero biases, norm gamma 1 / beta 0.
+    """Keras default initialisation: Glorot-uniform kernels, zero biases, norm gamma 1 / beta 0.
 
     Glorot's limit ``sqrt(6 / (fan_in + fan_out))`` only needs the sum of the fans, which is
     ``k*k*(C_in + C_out)`` for both Keras and PyTorch kernel layouts, transposed convolutions included.

@@ -1,4 +1,4 @@
-"""The conditional PatchGAN discriminator (reference doc §4, ``--disc_type call``)."""
+"""The conditional PatchGAN discriminator (``conditional_gan.make_discriminator``, ``--disc_type call``)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ IMAGE_CHANNELS = 3
 
 def patch_grid(image_size: tuple[int, int]) -> tuple[int, int]:
     """(h', w') of the discriminator's logit map: a 'valid' 4x4/2 conv, then four 4x4/2 pad-1 convs.
-    (3, 1) at 128x64 and (7, 7) at 256x256 (§4)."""
+    (3, 1) at 128x64 and (7, 7) at 256x256."""
 
     def side(n: int) -> int:
         n = (n - 4) // 2 + 1

@@ -1,4 +1,7 @@
-"""The U-Net generator with deformable skip connections (reference doc §3).
+"""The U-Net generator with deformable skip connections.
+
+Paper: Fig. 2 and "Deformable skip connections"; the authors' ``conditional_gan.make_generator``, ``encoder``,
+``decoder`` and ``concatenate_skips``.
 
 Two encoders with separate weights (appearance: source image + source heatmaps; pose: target heatmaps);
 the appearance skips of stride <= 8 are warped part by part with :func:`deformgan.warp.deform` and
@@ -17,7 +20,7 @@ from deformgan.keypoints import NUM_JOINTS
 from deformgan.models.blocks import DownBlock, UpBlock, keras_init_, make_norm, scaled
 from deformgan.warp import AGGREGATES, MODES, deform
 
-WARPED_LEVELS = 4  # encoder levels 0..3 (strides 1, 2, 4, 8) are warped (§3.3)
+WARPED_LEVELS = 4  # encoder levels 0..3 (strides 1, 2, 4, 8) are warped (``concatenate_skips``)
 IMAGE_CHANNELS = 3
 
 
@@ -42,12 +45,14 @@ def encoder_levels(image_size: tuple[int, int]) -> int:
 
 
 def encoder_filters(levels: int) -> tuple[int, ...]:
-    """(64, 128, 256, 512, ...) with ``levels`` entries: (64,128,256,512,512,512) for 6 levels (§3.2)."""
+    """(64, 128, 256, 512, ...) with ``levels`` entries: (64,128,256,512,512,512) for 6 levels
+    (``encoder``).
+    """
     return (64, 128, 256) + (512,) * (levels - 3)
 
 
 def decoder_filters(levels: int) -> tuple[int, ...]:
-    """Deepest first: (512, 512, 512, 256, 128, 3) for 6 levels (§3.4)."""
+    """Deepest first: (512, 512, 512, 256, 128, 3) for 6 levels (``decoder``)."""
     return (512,) * (levels - 3) + (256, 128, IMAGE_CHANNELS)
 
 
@@ -96,7 +101,7 @@ class Decoder(nn.Module):
 
 
 class Generator(nn.Module):
-    """Deformable-GAN generator (§3). forward(source_image (B,3,H,W) in [-1,1], cond) -> (B,3,H,W) in [-1,1].
+    """Deformable-GAN generator. forward(source_image (B,3,H,W) in [-1,1], cond) -> (B,3,H,W) in [-1,1].
 
     image_size: (H, W), e.g. (128, 64) Market, (256, 256) DeepFashion.
     warp_skip: "mask" (DSC, 10 parts + masks), "global" (one affine, no masks), "none" (Baseline).
@@ -145,7 +150,7 @@ class Generator(nn.Module):
     def fuse_skips(
         self, appearance: list[torch.Tensor], pose: list[torch.Tensor], cond: PoseConditioning
     ) -> list[torch.Tensor]:
-        """Warp the appearance skips of stride <= 8 part by part; concat with the pose skips (§3.3)."""
+        """Warp the appearance skips of stride <= 8 part by part; concat with the pose skips."""
         masks = cond.masks if self.warp_skip == "mask" else None
         fused = []
         for level, (app, pos) in enumerate(zip(appearance, pose, strict=True)):

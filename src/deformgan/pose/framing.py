@@ -15,13 +15,14 @@ offset of the crop centre from the hip centre / D; :data:`FRAMINGS` pins those m
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
 from deformgan.errors import InputError
-from deformgan.keypoints import MISSING, is_present
+from deformgan.keypoints import MISSING, NUM_JOINTS, is_present
 from deformgan.pose.blazepose import (
     FIRST_PASS_SIDE,
     NUM_BODY,
@@ -29,6 +30,13 @@ from deformgan.pose.blazepose import (
     Roi,
     check_image,
     to_openpose,
+)
+from deformgan.pose.sequence import (
+    SMOOTH_BETA,
+    SMOOTH_MIN_CUTOFF,
+    OneEuroFilter,
+    fill_missing,
+    smooth_keypoints,
 )
 
 
@@ -63,14 +71,15 @@ SEARCH_SCALES = (0.8, 0.45)
 @dataclass
 class Person:
     """The person found in a photo: OpenPose keypoints (18, 2) int64 (x, y) photo pixels (-1 = missing),
-    BlazePose landmarks (33, 5), the body circle (centre (x, y), diameter D; pixels) and the pose-presence
-    score."""
+    BlazePose landmarks (33, 5), the body circle (centre (x, y) pixel indices, diameter D in pixels), the
+    pose-presence score, and the model's region of the last pass (to start from in the next frame)."""
 
     keypoints: np.ndarray
     landmarks: np.ndarray
     centre: tuple[float, float]
     diameter: float
     score: float
+    roi: Roi | None = None
 
 
 def _search_windows(size: tuple[int, int]) -> list[Roi]:
@@ -99,35 +108,40 @@ def find_person(
     threshold: float = 0.5,
     passes: int = 2,
     where: str = "image",
+    start: Roi | None = None,
 ) -> Person:
-    """The most confident person in a uint8 (H, W, 3) RGB photo of any size.
+    """The person in a uint8 (H, W, 3) RGB photo of any size.
 
-    The whole photo is tried first (an upright square 1.4 x its longer side); when the model's pose-presence
-    score there is below ``threshold``, windows of 0.8 and 0.45 x the longer side tiled over the photo are
-    tried too and the best one kept. Then ``passes`` passes on the model's own region refine the pose.
-    Raises :class:`InputError` (naming ``where``) when no pose reaches ``threshold``.
+    The whole photo is tried first (an upright square 1.4 x its longer side; ``start``, when given, is
+    tried before it: the previous frame's region when tracking). When the model's pose-presence score stays
+    below ``threshold``, windows of 0.8 and 0.45 x the longer side tiled over the photo are tried too and the
+    most confident one is kept. So a person who fills the photo wins over a smaller one beside them. Then
+    ``passes`` passes on the model's own region refine the pose. Raises :class:`InputError` (naming
+    ``where``) when no pose reaches ``threshold``.
     """
     image = check_image(image, where)
     model = model or BlazePose()
     windows = _search_windows(image.shape[:2])
-    lm, scores = model.run([image], windows[:1])
-    if scores[0] < threshold and len(windows) > 1:
+    tried = [start, windows[0]] if start is not None else [windows[0]]
+    lm, scores = model.run([image] * len(tried), tried)
+    if scores.max() < threshold and len(windows) > 1:
         more_lm, more_scores = model.run([image] * (len(windows) - 1), windows[1:])
         lm, scores = np.concatenate([lm, more_lm]), np.concatenate([scores, more_scores])
     best = int(np.argmax(scores))
-    lm, scores, _ = model.refine([image], lm[best : best + 1], passes=passes)
+    lm, scores, rois = model.refine([image], lm[best : best + 1], passes=passes)
     if scores[0] < threshold:
         raise InputError(
             f"{where}: no person found (best pose-presence score {scores[0]:.2f} < {threshold}); "
             "expected a photo of one person, seen whole or mostly"
         )
-    centre, scale_point = lm[0, NUM_BODY], lm[0, NUM_BODY + 1]
+    centre, scale_point = lm[0, NUM_BODY, :2], lm[0, NUM_BODY + 1, :2]
     return Person(
         keypoints=to_openpose(lm[:, :NUM_BODY], image.shape[:2])[0],
         landmarks=lm[0, :NUM_BODY],
         centre=(float(centre[0]), float(centre[1])),
-        diameter=float(2 * np.hypot(*(scale_point[:2] - centre[:2]))),
+        diameter=float(2 * np.hypot(*(scale_point - centre))),
         score=float(scores[0]),
+        roi=rois[0],
     )
 
 
@@ -270,3 +284,75 @@ def frame_person(
     person = find_person(photo, model, where=where)
     framing = framing_for(person, photo.shape[:2], size, style)
     return FramedPerson(framing.crop(photo), framing.to_frame(person.keypoints), framing, person)
+
+
+@dataclass
+class FramedSequence:
+    """What :func:`frame_sequence` returns for T frames: the frame images (T, H, W, 3) uint8, keypoints
+    (T, 18, 2) int64 in frame pixels (-1 = missing; filled and smoothed), the framing of each frame, and the
+    presence score of each frame."""
+
+    images: np.ndarray
+    keypoints: np.ndarray
+    framings: list[Framing]
+    score: np.ndarray
+
+
+def frame_sequence(
+    frames: Sequence[np.ndarray],
+    size: tuple[int, int],
+    fps: float,
+    model: BlazePose | None = None,
+    style: str | None = None,
+    fill: bool = True,
+    max_gap: int | None = 5,
+    threshold: float = 0.5,
+) -> FramedSequence:
+    """Follow the person through video frames of any size and frame them like the dataset crops.
+
+    Each frame starts from the previous frame's region (MediaPipe's tracking) and falls back to the search
+    of :func:`find_person` when the person is lost. The body circle (centre, diameter) and the keypoints are
+    smoothed over time with the One-Euro filter (:mod:`deformgan.pose.sequence`), so the crop box and the
+    pose do not jitter; missing joints are filled from earlier frames (``max_gap``, see
+    :func:`deformgan.pose.sequence.fill_missing`). A frame where no person reaches ``threshold`` (its
+    ``score`` says so) keeps the last box and gets only filled joints. Raises :class:`InputError` for no
+    frames, frames of different sizes, or no person in any frame.
+    """
+    if len(frames) == 0:
+        raise InputError("no frames given")
+    frames = [check_image(frame, f"frame {i}") for i, frame in enumerate(frames)]
+    if len({frame.shape for frame in frames}) > 1:
+        raise InputError("frames differ in size: a sequence needs frames of one size")
+    model = model or BlazePose()
+    people: list[Person | None] = []
+    last: Person | None = None
+    for i, frame in enumerate(frames):
+        try:
+            last = find_person(frame, model, threshold, passes=1, where=f"frame {i}", start=last and last.roi)
+        except InputError:
+            last = None
+        people.append(last)
+    found = [p for p in people if p is not None]
+    if not found:
+        raise InputError(f"no person found in any of the {len(frames)} frames")
+    height = frames[0].shape[0]
+    keypoints = np.stack(
+        [p.keypoints if p is not None else np.full((NUM_JOINTS, 2), MISSING) for p in people]
+    )
+    if fill:
+        keypoints = fill_missing(keypoints, max_gap)
+    keypoints = smooth_keypoints(keypoints, fps, height)
+    circles = OneEuroFilter(fps, min_cutoff=SMOOTH_MIN_CUTOFF, beta=SMOOTH_BETA)
+    circle = np.array([*found[0].centre, found[0].diameter]) / height  # frames before the first person
+    framings, images, framed = [], [], []
+    for frame, person, kp in zip(frames, people, keypoints, strict=True):
+        if person is not None:
+            circle = circles(np.array([*person.centre, person.diameter]) / height)
+        cx, cy, d = circle * height
+        body = Person(kp, np.zeros((NUM_BODY, 5)), (float(cx), float(cy)), float(d), 0.0)
+        framing = framing_for(body, frame.shape[:2], size, style)
+        framings.append(framing)
+        images.append(framing.crop(frame))
+        framed.append(framing.to_frame(kp))
+    scores = np.array([p.score if p is not None else 0.0 for p in people])
+    return FramedSequence(np.stack(images), np.stack(framed), framings, scores)

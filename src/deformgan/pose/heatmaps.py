@@ -12,7 +12,7 @@ from deformgan.keypoints import MISSING, is_present
 
 
 def keypoint_heatmaps(kp: torch.Tensor, size: tuple[int, int], sigma: float = 6.0) -> torch.Tensor:
-    """Gaussian keypoint heatmaps (reference ``cords_to_map``, doc §1.2).
+    """Gaussian keypoint heatmaps (``pose_utils.cords_to_map``).
 
     kp: (..., 18, 2) keypoints in (x, y) pixels, -1 = missing. size: (H, W).
     Returns float (..., 18, H, W): ``exp(-((row - y)^2 + (col - x)^2) / (2 sigma^2))`` on the integer

@@ -1,6 +1,6 @@
 """Write a synthetic-people dataset in the Market-1501 layout, and preview grids.
 
-Layout (reference doc §1.3-1.5): ``OUT/<prefix>-dataset/{train,test}/*.png``,
+Layout (the field's, :mod:`deformgan.data.layout`): ``OUT/<prefix>-dataset/{train,test}/*.png``,
 ``OUT/<prefix>-annotation-{train,test}.csv``, ``OUT/<prefix>-pairs-{train,test}.csv``, plus
 ``OUT/synth.json`` (seed, size, counts, version, per-image identity / camera / view). Image names follow
 Market: ``0001_c2s1_000123_01.png`` (identity, camera, sequence, frame, box); the identity is the name

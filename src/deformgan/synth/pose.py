@@ -7,15 +7,15 @@ along -z, so yaw 0 is a front view (the person's right appears on the image left
 front views), yaw 180 a back view (OpenPose labels anatomical sides, so there the right joints appear on
 the camera's right) and yaw +-90 a profile.
 
-Keypoint labels follow the reference's annotation files (reference doc §1.1): the joints stored at
+Keypoint labels follow the reference's annotation files (``pose_utils.LABELS``): the joints stored at
 indices 14 ("Leye") and 16 ("Lear") are, measured on the real Market annotations, always on the same
 image side as Rsho in front views (99.9 % of 12 k images with both eyes), i.e. the *anatomical right*
 eye and ear (the CMU ordering the reference renames). The model reproduces that, so synthetic and real
 CSVs agree joint by joint.
 
-Detector misses (reference doc §1.1: the CMU detector drops low-confidence joints) are modelled as
-view-dependent self-occlusion of the face joints plus independent per-joint drops, calibrated so that
-the overall per-joint missing rates equal :data:`MARKET_MISSING_RATES`.
+Detector misses (the authors' OpenPose port, ``compute_coordinates.py``, drops low-confidence joints) are
+modelled as view-dependent self-occlusion of the face joints plus independent per-joint drops, calibrated
+so that the overall per-joint missing rates equal :data:`MARKET_MISSING_RATES`.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from deformgan.keypoints import JOINT, JOINT_NAMES, MISSING, NUM_JOINTS
 
 #: Per-joint missing rates of the real Market-1501 annotations (train + test, 32,668 images), measured
 #: among the 27,052 images whose torso (neck, shoulders, hips) is complete, i.e. the images the reference
-#: keeps when building pairs (doc §1.4). Torso joints are never missing there by construction.
+#: keeps when building pairs (``create_pairs_dataset.py``). Torso joints are never missing there.
 MARKET_MISSING_RATES: dict[str, float] = {
     "nose": 0.386, "neck": 0.0, "Rsho": 0.0, "Relb": 0.197, "Rwri": 0.391, "Lsho": 0.0, "Lelb": 0.220,
     "Lwri": 0.415, "Rhip": 0.0, "Rkne": 0.069, "Rank": 0.207, "Lhip": 0.0, "Lkne": 0.070, "Lank": 0.206,
@@ -50,8 +50,6 @@ VIEW_YAW: dict[str, tuple[float, float]] = {
 #: Detector localisation noise, in torso units (about 1.5 px at 128x64): the spread of the real Market
 #: limb-length ratios (e.g. forearm / upper arm 0.72-0.94 interquartile) is mostly this noise.
 KEYPOINT_NOISE = 0.04
-
-FACE_JOINTS = (JOINT["nose"], JOINT["Leye"], JOINT["Reye"], JOINT["Lear"], JOINT["Rear"])
 
 #: Face joints hidden by the head itself in each view class (a detector never reports them there).
 #: In a three-quarter view turning right (yaw > 0) the person's left side (+x) turns away: the

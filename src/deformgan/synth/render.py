@@ -233,10 +233,6 @@ def _top_colour(look: Appearance, t, v, length_t: float, body_angle_offset: floa
     return np.where(mask[..., None], _shade(look.top_secondary, v), colour)
 
 
-def _wrap_angle(angle: float) -> float:
-    return float((angle + np.pi) % (2.0 * np.pi) - np.pi)
-
-
 def draw_person(
     canvas_image: np.ndarray,
     points_3d: np.ndarray,
