@@ -194,7 +194,7 @@ def roi_from_auxiliary(aux: np.ndarray, margin: float = ROI_MARGIN) -> Roi:
     """
     (cx, cy), (sx, sy) = np.asarray(aux, dtype=np.float64) + 0.5  # pixel index -> continuous
     vx, vy = sx - cx, sy - cy
-    radius = float(np.hypot(vx, vy))
+    radius = max(float(np.hypot(vx, vy)), 0.5)  # a degenerate pose still gives a usable (1 px) region
     return Roi(float(cx), float(cy), 2.0 * radius * margin, float(np.arctan2(vx, -vy)))
 
 
