@@ -232,6 +232,9 @@ class OneEuroFilter:
 
 
 #: Defaults of :func:`smooth_keypoints` (positions in frame heights, so they hold at any resolution).
+#: Chosen on synthetic joint tracks (sinusoids of 0.5-2 Hz and up to 0.15 frame heights, 25 fps, noise
+#: 0.01): they cut the jitter (RMS second difference) by 43 % for an RMS error of 0.015 frame heights,
+#: lag included; on the real 128 x 64 walking frames the RMS second difference drops from 5.9 to 3.3 px.
 SMOOTH_MIN_CUTOFF = 2.0  # Hz
 SMOOTH_BETA = 10.0  # per (frame heights / s)
 SMOOTH_D_CUTOFF = 1.0  # Hz
