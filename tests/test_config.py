@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from deformgan.config import (
+    ConditioningConfig,
     Config,
     DiscriminatorConfig,
     GeneratorConfig,
@@ -76,22 +77,30 @@ def test_paper_settings(dataset: str):
 @pytest.mark.parametrize(
     ("section", "constructor"),
     [
+        (ConditioningConfig, "deformgan.conditioning.pose_conditioning"),
         (GeneratorConfig, "deformgan.models.Generator"),
         (DiscriminatorConfig, "deformgan.models.Discriminator"),
         (ObjectiveConfig, "deformgan.objective.GeneratorObjective"),
     ],
 )
 def test_each_section_is_exactly_its_constructors_arguments(section, constructor):
-    """YAML section = constructor kwargs (image_size comes from the data preset): the same names, and the
-    same defaults, so a key can neither be forgotten nor mean something else in the constructor."""
+    """YAML section = keyword arguments (image_size comes from the data preset; the poses and the skip type
+    are per call): the same names, and the same defaults but where a section's default is the faithful
+    one (heatmaps), so a key can neither be forgotten nor mean something else in the code."""
     import dataclasses
     import importlib
     import inspect
 
     module, name = constructor.rsplit(".", 1)
     parameters = inspect.signature(getattr(importlib.import_module(module), name)).parameters
-    wanted = {k: p.default for k, p in parameters.items() if k != "image_size"}
-    assert {f.name: f.default for f in dataclasses.fields(section)} == wanted
+    per_call = {"image_size", "source_kp", "target_kp", "size"}
+    if section is ConditioningConfig:
+        per_call.add("warp_skip")  # the generator section's warp_skip decides it
+    wanted = {k for k in parameters if k not in per_call}
+    assert {f.name for f in dataclasses.fields(section)} == wanted
+    faithful = {"heatmaps": "reference"}  # the library function keeps the smooth maps; configs are faithful
+    for f in dataclasses.fields(section):
+        assert f.default == faithful.get(f.name, parameters[f.name].default), f.name
 
 
 def test_unknown_key_lists_valid_keys_and_close_match(tmp_path: Path):
@@ -111,7 +120,7 @@ def test_unknown_section(tmp_path: Path):
     path.write_text("trian:\n  iterations: 3\n")
     with pytest.raises(
         InputError,
-        match="did you mean 'train'.*valid keys: name, generator, discriminator, objective, data, train",
+        match="did you mean 'train'.*valid keys: name, conditioning, generator, discriminator, objective, data",
     ):
         load_config(path)
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, fields
 import torch
 
 from deformgan import parts
+from deformgan.config import Config
 from deformgan.pose.heatmaps import keypoint_heatmaps
 
 #: The generator variants by the geometry their skip connections use (the authors' ``--warp_skip``):
@@ -49,18 +50,19 @@ def pose_conditioning(
     target_kp: torch.Tensor,
     size: tuple[int, int],
     warp_skip: str,
+    heatmaps: str = "gaussian",
     sigma: float = 6.0,
 ) -> PoseConditioning:
     """Heatmaps, part affines and part masks for a batch of pose pairs, on the keypoints' device.
 
     source_kp, target_kp: float (B, 18, 2) (x, y) pixels, -1 = missing. size: (H, W).
     warp_skip "mask": 10 part affines + target part masks; "global": one affine, no masks; "none":
-    heatmaps only.
+    heatmaps only. heatmaps, sigma: the heatmap mode and width (:func:`deformgan.pose.keypoint_heatmaps`).
     """
     size = (int(size[0]), int(size[1]))
     cond = PoseConditioning(
-        source_heatmaps=keypoint_heatmaps(source_kp, size, sigma),
-        target_heatmaps=keypoint_heatmaps(target_kp, size, sigma),
+        source_heatmaps=keypoint_heatmaps(source_kp, size, sigma, heatmaps),
+        target_heatmaps=keypoint_heatmaps(target_kp, size, sigma, heatmaps),
     )
     if warp_skip == "none":
         return cond
@@ -73,3 +75,18 @@ def pose_conditioning(
     cond.theta = theta.to(device=device, dtype=torch.float32)
     cond.valid = valid.to(device=device, dtype=torch.bool)
     return cond
+
+
+def conditioning_for(
+    config: Config, source_kp: torch.Tensor, target_kp: torch.Tensor, warp_skip: str | None = None
+) -> PoseConditioning:
+    """:func:`pose_conditioning` as a run's config asks for it (image size, heatmaps, the generator's skip
+    type unless ``warp_skip`` overrides it: the discriminator needs heatmaps only, ``"none"``)."""
+    return pose_conditioning(
+        source_kp,
+        target_kp,
+        config.image_size,
+        config.generator.warp_skip if warp_skip is None else warp_skip,
+        config.conditioning.heatmaps,
+        config.conditioning.sigma,
+    )

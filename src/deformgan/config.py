@@ -1,9 +1,10 @@
 """Run configuration: frozen, typed dataclasses loaded strictly from YAML.
 
-A config has five sections; each network's section holds exactly its constructor's keyword arguments
-(the first-order-model style: ``Generator(image_size, **generator)``, ``Discriminator(image_size,
+A config has six sections; each holds exactly the keyword arguments of what it configures (the
+first-order-model style: ``Generator(image_size, **generator)``, ``Discriminator(image_size,
 **discriminator)``, with ``image_size`` given by the data preset):
 
+- ``conditioning``: how poses become heatmaps (:func:`deformgan.conditioning.pose_conditioning`);
 - ``generator``: :class:`deformgan.models.Generator` (paper Sec. 3-4: skip type, part aggregation, ...);
 - ``discriminator``: :class:`deformgan.models.Discriminator`;
 - ``objective``: the generator objective ``adversarial_weight * L_adv + reconstruction_weight * L_rec``
@@ -50,6 +51,14 @@ class GeneratorConfig:
     norm: Literal["reference", "instance"] = "reference"
     width: float = 1.0  # channel multiplier; 1.0 = the paper's (64, ..., 512) filters
     dropout: float = 0.5
+
+
+@dataclass(frozen=True)
+class ConditioningConfig:
+    """How poses are shown to the networks: ``deformgan.conditioning.pose_conditioning`` keyword arguments."""
+
+    heatmaps: Literal["reference", "gaussian"] = "reference"  # reference = the authors' Python 2 floor maps
+    sigma: float = 6.0  # pixels, at every resolution
 
 
 @dataclass(frozen=True)
@@ -102,9 +111,10 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class Config:
-    """A whole run: the five sections plus a name (used for run folders and logs)."""
+    """A whole run: the six sections plus a name (used for run folders and logs)."""
 
     name: str = "run"
+    conditioning: ConditioningConfig = field(default_factory=ConditioningConfig)
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
     discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
     objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
@@ -128,6 +138,7 @@ class Config:
 
 
 SECTIONS: dict[str, type] = {
+    "conditioning": ConditioningConfig,
     "generator": GeneratorConfig,
     "discriminator": DiscriminatorConfig,
     "objective": ObjectiveConfig,
@@ -272,6 +283,7 @@ def validate(config: Config) -> None:
 
     objective = config.objective
     checks = [
+        (config.conditioning.sigma > 0, "conditioning.sigma", "> 0"),
         (config.generator.width > 0, "generator.width", "> 0"),
         (0 <= config.generator.dropout < 1, "generator.dropout", "in [0, 1)"),
         (config.discriminator.width > 0, "discriminator.width", "> 0"),
@@ -335,6 +347,7 @@ def upgrade_legacy(values: Mapping[str, Any]) -> dict[str, Any]:
     for (old_section, old_key), (section, key) in _LEGACY_KEYS.items():
         if old_key in old[old_section]:
             upgraded.setdefault(section, {})[key] = old[old_section].pop(old_key)
+    upgraded.setdefault("conditioning", {"heatmaps": "gaussian"})  # 0.1 computed smooth heatmaps only
     generator = upgraded.get("generator", {})
     if generator.get("warp_skip") == "full":
         generator["warp_skip"] = "global"

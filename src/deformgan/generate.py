@@ -19,7 +19,7 @@ import torch
 from tqdm.auto import tqdm
 
 from deformgan.checkpoint import load_checkpoint
-from deformgan.conditioning import pose_conditioning
+from deformgan.conditioning import conditioning_for
 from deformgan.config import Config, config_from_dict
 from deformgan.data import PairDataset
 from deformgan.errors import InputError
@@ -51,12 +51,7 @@ def output_name(source_name: str, target_name: str) -> str:
 @torch.no_grad()
 def generate_batch(generator: Generator, config: Config, batch: dict, device: torch.device) -> torch.Tensor:
     """Generated targets (B, 3, H, W) in [-1, 1] for a collated PairDataset batch (poses on ``device``)."""
-    cond = pose_conditioning(
-        batch["source_kp"].to(device),
-        batch["target_kp"].to(device),
-        config.image_size,
-        config.generator.warp_skip,
-    )
+    cond = conditioning_for(config, batch["source_kp"].to(device), batch["target_kp"].to(device))
     return generator(batch["source_image"].to(device), cond)
 
 

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from deformgan.conditioning import pose_conditioning
+from deformgan.conditioning import conditioning_for
 from deformgan.config import Config
 from deformgan.errors import InputError
 from deformgan.generate import load_generator
@@ -73,9 +73,7 @@ class PoseTransfer:
         """uint8 (T, H, W, 3): the image (1, 3, H, W) re-posed to each of ``targets`` (T, 18, 2)."""
         count = targets.shape[0]
         sources = source_kp[None].expand(count, -1, -1).to(self.device)
-        cond = pose_conditioning(
-            sources, targets.to(self.device), self.image_size, self.config.generator.warp_skip
-        )
+        cond = conditioning_for(self.config, sources, targets.to(self.device))
         generated = self.generator(image.to(self.device).expand(count, -1, -1, -1), cond)
         return to_uint8(generated)
 

@@ -1,7 +1,13 @@
 """Keypoint heatmaps: the pose representation both generator streams and the discriminator read.
 
-Paper Sec. 3: a pose P(x) is a stack of 18 heatmaps, one per joint, each a Gaussian of fixed width around
-the joint (the authors' ``pose_utils.cords_to_map``: sigma = 6 px at every resolution).
+Paper, arXiv v1 Eq. 1: a pose is a stack of 18 heatmaps, one per joint, peaked at the joint (the authors'
+``pose_utils.cords_to_map``: ``exp(-d^2 / (2 sigma^2))``, sigma = 6 px at every resolution). Two modes:
+
+- ``"reference"``, what the authors' code actually computed, and what every released checkpoint was
+  trained on: it ran under Python 2 with integer keypoints and an integer sigma, so ``-d^2 / (2 * 6^2)``
+  was a FLOOR division and the maps are ``exp(floor(-d^2 / 72))``: 1 at the joint, e^-1 for
+  0 < d <= sqrt(72) = 8.49 px, e^-2 up to 12 px, e^-3 up to 14.7 px, ... (rings, not a smooth bump);
+- ``"gaussian"``, the smooth ``exp(-d^2 / (2 sigma^2))`` the code meant.
 """
 
 from __future__ import annotations
@@ -10,14 +16,19 @@ import torch
 
 from deformgan.keypoints import MISSING, is_present
 
+HEATMAP_MODES = ("reference", "gaussian")
 
-def keypoint_heatmaps(kp: torch.Tensor, size: tuple[int, int], sigma: float = 6.0) -> torch.Tensor:
-    """Gaussian keypoint heatmaps (``pose_utils.cords_to_map``).
 
-    kp: (..., 18, 2) keypoints in (x, y) pixels, -1 = missing. size: (H, W).
-    Returns float (..., 18, H, W): ``exp(-((row - y)^2 + (col - x)^2) / (2 sigma^2))`` on the integer
-    pixel grid (peak 1 at the joint), an all-zero channel for a missing joint. The Gaussian is separable,
-    so it is built as an outer product of a row and a column profile (no (H*W) distance tensor per joint).
+def keypoint_heatmaps(
+    kp: torch.Tensor, size: tuple[int, int], sigma: float = 6.0, mode: str = "gaussian"
+) -> torch.Tensor:
+    """Keypoint heatmaps (``pose_utils.cords_to_map``).
+
+    kp: (..., 18, 2) keypoints in (x, y) pixels, -1 = missing. size: (H, W). mode: see the module
+    docstring ("reference" rounds the keypoints to integer pixels, as the authors' annotations are).
+    Returns float (..., 18, H, W) on the integer pixel grid (peak 1 at the joint), an all-zero channel for
+    a missing joint. The Gaussian is separable, so it is built as an outer product of a row and a column
+    profile (no (H*W) distance tensor per joint); the reference mode needs the full distance map.
     """
     kp = torch.as_tensor(kp)
     height, width = size
@@ -26,13 +37,22 @@ def keypoint_heatmaps(kp: torch.Tensor, size: tuple[int, int], sigma: float = 6.
     rows = torch.arange(height, device=kp.device, dtype=dtype)
     cols = torch.arange(width, device=kp.device, dtype=dtype)
     present = is_present(kp).to(dtype)
+    if mode == "reference":
+        # Python 2 integer arithmetic: exact in float64 for squared pixel distances (< 2^53).
+        y = kp_f[..., 1:2].double().round()
+        x = kp_f[..., 0:1].double().round()
+        d2 = (rows.double() - y)[..., :, None] ** 2 + (cols.double() - x)[
+            ..., None, :
+        ] ** 2  # (..., 18, H, W)
+        maps = torch.exp(torch.floor(-d2 / (2 * float(sigma) ** 2))).to(dtype)
+        return maps * present[..., None, None]
     gy = torch.exp(-((rows - kp_f[..., 1:2]) ** 2) / (2 * sigma**2)) * present[..., None]  # (..., 18, H)
     gx = torch.exp(-((cols - kp_f[..., 0:1]) ** 2) / (2 * sigma**2))  # (..., 18, W)
     return gy[..., :, None] * gx[..., None, :]
 
 
 def heatmap_keypoints(heatmaps: torch.Tensor, threshold: float = 0.1) -> torch.Tensor:
-    """Inverse of :func:`keypoint_heatmaps` for display (reference ``map_to_cord``).
+    """Inverse of :func:`keypoint_heatmaps` for display (``pose_utils.map_to_cord``).
 
     heatmaps: (..., 18, H, W) -> long (..., 18, 2) (x, y) of each channel's argmax, -1 where the peak is
     below ``threshold``.

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from deformgan.conditioning import pose_conditioning
+from deformgan.conditioning import conditioning_for
 from deformgan.config import Config
 from deformgan.objective import discriminator_objective
 from deformgan.runtime import seed_of
@@ -38,14 +38,14 @@ def discriminator_step(
 ) -> dict[str, torch.Tensor]:
     """One D update on real pairs vs pairs generated from another batch -> the D terms (detached)."""
     nets.discriminator.requires_grad_(True)
-    size, amp = config.image_size, config.train.amp
+    amp = config.train.amp
     # The fake side needs no gradient: the bare generator (no DDP hooks) under no_grad.
     with torch.no_grad(), _autocast(device, amp):
-        fake_cond = pose_conditioning(
-            fake_side["source_kp"], fake_side["target_kp"], size, config.generator.warp_skip
-        )
+        fake_cond = conditioning_for(config, fake_side["source_kp"], fake_side["target_kp"])
         fake = nets.generator(fake_side["source_image"], fake_cond)
-    real_cond = pose_conditioning(real["source_kp"], real["target_kp"], size, "none")  # D reads heatmaps only
+    real_cond = conditioning_for(
+        config, real["source_kp"], real["target_kp"], "none"
+    )  # D reads heatmaps only
     with _autocast(device, amp):
         # One D forward on real and fake concatenated along the batch, as the authors do (and DDP needs:
         # one forward per backward).
@@ -73,9 +73,7 @@ def generator_step(
     # waits for D gradients that this backward does not produce.
     nets.discriminator.requires_grad_(False)
     with _autocast(device, config.train.amp):
-        cond = pose_conditioning(
-            batch["source_kp"], batch["target_kp"], config.image_size, config.generator.warp_skip
-        )
+        cond = conditioning_for(config, batch["source_kp"], batch["target_kp"])
         generated = nets.g_model(batch["source_image"], cond)
         fake_logits = nets.discriminator(
             batch["source_image"], cond.source_heatmaps, generated, cond.target_heatmaps

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from deformgan.conditioning import pose_conditioning
+from deformgan.conditioning import conditioning_for
 from deformgan.config import Config
 from deformgan.data import PairDataset
 from deformgan.errors import InputError
@@ -52,12 +52,7 @@ def write_samples(
     ``run_dir/samples/step-<step>.png``, return the grid."""
     was_training = generator.training
     generator.eval()
-    cond = pose_conditioning(
-        batch["source_kp"].to(device),
-        batch["target_kp"].to(device),
-        config.image_size,
-        config.generator.warp_skip,
-    )
+    cond = conditioning_for(config, batch["source_kp"].to(device), batch["target_kp"].to(device))
     generated = generator(batch["source_image"].to(device), cond)
     generator.train(was_training)
     grid = sample_grid(batch, generated)
