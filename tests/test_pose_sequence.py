@@ -17,7 +17,6 @@ from deformgan.pose.sequence import (
     fill_missing,
     list_images,
     read_frames,
-    read_image,
     read_video,
     smooth_keypoints,
 )
@@ -44,26 +43,6 @@ def synth_frames(count: int, size: tuple[int, int] = (128, 64)) -> list[np.ndarr
 
 # ---------------------------------------------------------------------------------------------------
 # Reading
-
-
-def test_read_image_applies_exif_orientation(tmp_path):
-    image = np.zeros((20, 40, 3), np.uint8)
-    image[:, :10] = 255  # white on the left
-    pil = Image.fromarray(image)
-    exif = pil.getexif()
-    exif[0x0112] = 6  # EXIF Orientation 6: the stored image must be turned 90 degrees clockwise to view
-    pil.save(tmp_path / "phone.jpg", exif=exif, quality=95)
-    shown = read_image(tmp_path / "phone.jpg")
-    assert shown.shape == (40, 20, 3) and shown.dtype == np.uint8
-    assert shown[:10, :, 0].mean() > 200 and shown[-10:, :, 0].mean() < 50  # the white band is now on top
-
-
-def test_read_image_errors(tmp_path):
-    with pytest.raises(InputError, match="image file not found"):
-        read_image(tmp_path / "absent.png")
-    (tmp_path / "bad.jpg").write_bytes(b"not an image")
-    with pytest.raises(InputError, match=r"bad\.jpg: not a readable image"):
-        read_image(tmp_path / "bad.jpg")
 
 
 def test_list_images_sorted_and_errors(tmp_path):

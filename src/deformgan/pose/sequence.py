@@ -1,6 +1,6 @@
 """Images, frame folders and videos in; keypoints per image, and keypoint sequences that don't jitter.
 
-- :func:`read_image`, :func:`list_images`, :func:`read_video`, :func:`read_frames`: uint8 RGB arrays from
+- :func:`list_images`, :func:`read_video`, :func:`read_frames`: uint8 RGB arrays from
   files (EXIF orientation applied), sorted frame folders, and videos (OpenCV ``VideoCapture``: mp4, avi...).
 - :func:`annotate_images`: the rows of an annotation CSV (``deformgan.keypoints.write_annotations``) for
   image files.
@@ -25,27 +25,9 @@ import cv2
 import numpy as np
 
 from deformgan.errors import InputError
+from deformgan.images import IMAGE_SUFFIXES, read_image
 from deformgan.keypoints import MISSING, NUM_JOINTS, is_present
 from deformgan.pose.blazepose import BlazePose, check_image
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
-
-
-def read_image(path: str | os.PathLike) -> np.ndarray:
-    """An image file -> uint8 (H, W, 3) RGB, turned upright by its EXIF orientation (phone photos).
-
-    Raises :class:`InputError` naming the file when it is missing or not a readable image.
-    """
-    from PIL import Image, ImageOps, UnidentifiedImageError
-
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: image file not found")
-    try:
-        with Image.open(path) as image:
-            return np.asarray(ImageOps.exif_transpose(image).convert("RGB")).copy()
-    except (UnidentifiedImageError, OSError, ValueError) as error:
-        raise InputError(f"{path}: not a readable image ({type(error).__name__}: {error})") from None
 
 
 def list_images(paths: Sequence[str | os.PathLike]) -> list[Path]:
