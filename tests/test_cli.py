@@ -102,11 +102,19 @@ def test_train_generate_transfer_from_the_command_line(tmp_path):
     source, target = pairs[0]
     image = data / "synth-dataset" / "test" / source
     common = ["--checkpoint", str(run), "--image", str(image)]
-    annotations = ["--annotations", str(data / "synth-annotation-test.csv"), "--source", source]
+    test_csv = str(data / "synth-annotation-test.csv")
+    annotations = ["--annotations", test_csv, "--source", source]
     png = tmp_path / "moved.png"
-    result = run_cli("transfer", *common, *annotations, "--target", target, "--out", str(png))
+    result = run_cli(
+        "transfer", *common, *annotations, "--pose", test_csv, "--row", target, "--out", str(png)
+    )
     assert result.returncode == 0, result.stderr
-    assert Image.open(png).size == (64, 128)
+    assert Image.open(png).size == (64, 128) and Image.open(png).format == "PNG"
+    jpg = tmp_path / "moved.jpg"
+    result = run_cli(
+        "transfer", *common, *annotations, "--pose", test_csv, "--row", target, "--out", str(jpg)
+    )
+    assert result.returncode == 0 and Image.open(jpg).format == "JPEG"  # the format the name asks for
     sequence = tmp_path / "walk.csv"
     walk = read_annotations(data / "synth-annotation-train.csv")
     write_annotations(sequence, {name: walk[name] for name in list(walk)[:4]})
@@ -114,13 +122,21 @@ def test_train_generate_transfer_from_the_command_line(tmp_path):
     result = run_cli("transfer", *common, *annotations, "--sequence", str(sequence), "--out", str(gif))
     assert result.returncode == 0, result.stderr
     animation = Image.open(gif)
+    assert animation.size == (2 * 2 * 64, 2 * 128)  # [skeleton | generated], enlarged 2x
     durations = []
     for frame in range(animation.n_frames):  # Pillow merges identical consecutive frames, adding durations
         animation.seek(frame)
         durations.append(animation.info["duration"])
     assert sum(durations) == 4 * 100  # 4 poses at the default 10 fps
-    wrong = run_cli("transfer", *common, *annotations, "--target", "nobody.png", "--out", str(png))
-    assert wrong.returncode == 2 and "--target" in wrong.stderr
+    wrong = run_cli(
+        "transfer", *common, *annotations, "--pose", test_csv, "--row", "nobody.png", "--out", str(png)
+    )
+    assert wrong.returncode == 2 and "--row: 'nobody.png' is not a row" in wrong.stderr
+    for bad_out, message in ((gif, "expected a .png or .jpg or .jpeg file"), (tmp_path, "is a folder")):
+        bad = run_cli(
+            "transfer", *common, *annotations, "--pose", test_csv, "--row", target, "--out", str(bad_out)
+        )
+        assert bad.returncode == 2 and message in bad.stderr, bad.stderr
 
 
 def test_torchrun_two_processes_through_the_cli(tmp_path):

@@ -10,7 +10,7 @@ from PIL import Image
 
 from deformgan.errors import InputError
 from deformgan.evaluation.evaluate import METRICS, evaluate, markdown_table, parse_pair_name, read_generated
-from deformgan.keypoints import write_annotations
+from deformgan.keypoints import write_annotations, write_pairs
 
 MARKET_A = "0007_c2s3_070952_01.jpg"
 MARKET_B = "0007_c3s3_077419_03.jpg"
@@ -58,8 +58,11 @@ def test_read_generated_cuts_strips_into_target_and_output(tmp_path):
     assert read.pairs == pairs
     np.testing.assert_array_equal(read.target, targets)
     np.testing.assert_array_equal(read.generated, generated)
-    with pytest.raises(InputError, match="not found"):
+    with pytest.raises(InputError, match="none of the 1 requested pairs has an image"):
         read_generated(tmp_path / "gen", pairs=[("x.jpg", "y.jpg")])
+    partial = read_generated(tmp_path / "gen", triplets=True, pairs=[pairs[1], ("x.jpg", "y.jpg")])
+    assert partial.pairs == [pairs[1]] and partial.missing == [("x.jpg", "y.jpg")]
+    assert partial.extra == sorted(f"{a}_{b}.png" for a, b in (pairs[0], pairs[2]))
 
 
 def test_evaluate_triplets_schema_files_and_missing_weights(tmp_path):
@@ -116,8 +119,18 @@ def test_evaluate_reads_targets_and_keypoints_from_a_dataset_folder(tmp_path):
     assert results["mask_ssim"]["value"] == pytest.approx(1.0)
     assert results["l1"]["value"] == 0.0
     assert set(results) == {"ssim", "mask_ssim", "l1", "fid", "meta"}
+    assert results["meta"]["pairs_source"] == "every image of the folder"  # the dataset has no pairs file
     with pytest.raises(InputError, match="unknown"):
         evaluate(gen, data=root, metrics=("psnr",), progress=False)
+    # With a test pairs file, those pairs are scored (not whatever is in the folder), and the folder's
+    # missing and extra images are reported: here one test pair has no image and one image is no test pair.
+    test_pairs = [pairs[0], (names[1], names[2])]
+    write_pairs(root / "synth-pairs-test.csv", test_pairs)
+    results = evaluate(gen, data=root, metrics=("l1",), progress=False)
+    meta = results["meta"]
+    assert meta["pairs"] == 1 and meta["pairs_source"].startswith("the dataset's test pairs")
+    assert meta["missing"] == {"count": 1, "examples": [f"{names[1]}_{names[2]}.png"]}
+    assert meta["extra"] == {"count": 1, "examples": [f"{names[2]}_{names[0]}.png"]}
 
 
 def test_markdown_table_cells():

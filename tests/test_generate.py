@@ -30,9 +30,11 @@ def trained(tmp_path_factory) -> tuple[Path, Path]:
 
 def test_generate_one_png_per_pair_and_resumes(trained, tmp_path: Path):
     run, data = trained
-    out = generate(run, data, None, tmp_path / "out", batch_size=5, progress=False)
+    result = generate(run, data, None, tmp_path / "out", batch_size=5, progress=False)
+    out = result.out
     pairs = read_pairs(data / "synth-pairs-test.csv")
-    names = sorted(p.name for p in out.iterdir())
+    assert (result.written, result.skipped) == (len(pairs), 0)
+    names = sorted(p.name for p in out.glob("*.png"))
     assert names == sorted(output_name(a, b) for a, b in pairs)
     assert names[0].endswith(".png") and "_" in names[0]
     first = np.asarray(Image.open(out / names[0]))
@@ -40,18 +42,47 @@ def test_generate_one_png_per_pair_and_resumes(trained, tmp_path: Path):
     # Already generated files are skipped (resumable): a marked file is left untouched.
     marker = out / names[0]
     Image.fromarray(np.zeros((128, 64, 3), np.uint8)).save(marker)
-    generate(run, None, None, out, progress=False)  # data path from the checkpoint
-    assert not np.asarray(Image.open(marker)).any()
+    marker.unlink()
+    again = generate(run, None, None, out, progress=False)  # data path from the checkpoint
+    assert (again.written, again.skipped) == (1, len(pairs) - 1)
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temp files left
+
+
+def test_generate_refuses_to_mix_checkpoints_or_settings(trained, tmp_path: Path):
+    """A folder made by one checkpoint is never topped up with another's images, or other settings."""
+    run, data = trained
+    pairs = read_pairs(data / "synth-pairs-test.csv")[:2]
+    out = tmp_path / "out"
+    generate(run, data, pairs, out, progress=False)
+    with pytest.raises(
+        InputError, match="holds images made by .*ckpt-00000001 \\(step 1\\) with other settings"
+    ):
+        generate(run, data, pairs, out, strips=True, progress=False)
+    other = train(
+        tiny_config(iterations=2, sample_every=0), data, tmp_path / "other", progress=False, tensorboard=False
+    )
+    with pytest.raises(InputError, match="holds images made by"):
+        generate(other, data, pairs, out, progress=False)
+    replaced = generate(other, data, pairs, out, progress=False, overwrite=True)
+    assert (replaced.written, replaced.skipped) == (2, 0)
+    stray = tmp_path / "stray"
+    stray.mkdir()
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(stray / "x.png")
+    with pytest.raises(InputError, match="1 images of unknown origin"):
+        generate(run, data, pairs, stray, progress=False)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(InputError, match="is a file"):
+        generate(run, data, pairs, tmp_path / "file", progress=False)
 
 
 def test_generate_is_deterministic_eval_mode_and_strips(trained, tmp_path: Path):
     """Eval mode (dropout off): two runs give identical images; strips are [source | target | generated]."""
     run, data = trained
     pairs = read_pairs(data / "synth-pairs-test.csv")[:3]
-    a = generate(run, data, pairs, tmp_path / "a", progress=False)
-    b = generate(run, data, pairs, tmp_path / "b", batch_size=1, progress=False)
-    c = generate(run, data, pairs, tmp_path / "c", strips=True, progress=False)
+    a = generate(run, data, pairs, tmp_path / "a", progress=False).out
+    b = generate(run, data, pairs, tmp_path / "b", batch_size=1, progress=False).out
+    c = generate(run, data, pairs, tmp_path / "c", strips=True, progress=False).out
+    truncated = generate(run, data, pairs, tmp_path / "t", quantisation="truncate", progress=False).out
     for source, target in pairs:
         name = output_name(source, target)
         image_a, image_b = np.asarray(Image.open(a / name)), np.asarray(Image.open(b / name))
@@ -61,6 +92,9 @@ def test_generate_is_deterministic_eval_mode_and_strips(trained, tmp_path: Path)
         assert np.array_equal(strip[:, 128:], image_a)
         source_pixels = np.asarray(Image.open(data / "synth-dataset" / "test" / source))
         assert np.array_equal(strip[:, :64], source_pixels)  # [-1, 1] round trip is exact on uint8
+        # The authors' truncation is at most one grey level below rounding, never above.
+        difference = image_a.astype(int) - np.asarray(Image.open(truncated / name)).astype(int)
+        assert set(np.unique(difference)) <= {0, 1} and difference.any()
 
 
 def test_generate_bad_inputs(trained, tmp_path: Path):
@@ -102,7 +136,7 @@ def test_animate_writes_a_gif(trained, tmp_path: Path):
     with Image.open(gif) as image:
         assert image.format == "GIF" and image.n_frames == 5 and image.size == (64, 128)
         assert image.info["duration"] == 200
-    with pytest.raises(InputError, match="target_kp_sequence"):
+    with pytest.raises(InputError, match="targets: expected \(T, 18, 2\)"):
         model.animate(source_path, STANDING, STANDING, tmp_path / "bad.gif")
 
 

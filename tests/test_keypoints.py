@@ -62,6 +62,10 @@ def test_round_trip_is_byte_exact(tmp_path):
             + ", ".join(["3"] * 18) + "]\n",
             "joint nose has only one coordinate set to -1",
         ),
+        ("name:keypoints_y:keypoints_x\n" + ROW.replace("[14,", "[99999999999999999999999,"), "beyond 1048576 pixels"),
+        ("name:keypoints_y:keypoints_x\n" + ROW.replace("0364_c2s1", "../../etc/0364_c2s1"), "not a plain image file"),
+        ("name:keypoints_y:keypoints_x\n" + ROW.replace("0364_c2s1", "/abs/0364_c2s1"), "not a plain image file"),
+        ("name:keypoints_y:keypoints_x\nx.jpg: [" + "[" * 5000 + "]: []\n", "keypoints_y is not a list"),
     ],
 )  # fmt: skip
 def test_malformed_annotations_name_file_and_row(tmp_path, text, message):
@@ -69,6 +73,22 @@ def test_malformed_annotations_name_file_and_row(tmp_path, text, message):
     with pytest.raises(InputError, match=message) as error:
         read_annotations(path)
     assert str(path) in str(error.value)
+
+
+def test_byte_order_mark_is_accepted_and_bad_bytes_name_the_row(tmp_path):
+    """Spreadsheets write a UTF-8 BOM before the header: accepted. A Latin-1 byte is one line naming the row."""
+    path = tmp_path / "bom.csv"
+    path.write_bytes(b"\xef\xbb\xbf" + ("name:keypoints_y:keypoints_x\n" + ROW).encode())
+    assert list(read_annotations(path)) == ["0364_c2s1_084546_01.jpg"]
+    pairs = tmp_path / "bom-pairs.csv"
+    pairs.write_bytes(b"\xef\xbb\xbffrom,to\na.jpg,b.jpg\n")
+    assert read_pairs(pairs) == [("a.jpg", "b.jpg")]
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes(("name:keypoints_y:keypoints_x\n" + ROW).encode() + b"caf\xe9.jpg: [1]: [2]\n")
+    with pytest.raises(InputError, match=r"latin.csv: row 3: not UTF-8 text \(byte 0xe9 at column 4\)"):
+        read_annotations(latin)
+    with pytest.raises(InputError, match="row 2: '..' is not a plain image file name"):
+        read_pairs(_write(tmp_path, "from,to\n..,b.jpg\n"))
 
 
 def test_missing_files(tmp_path):

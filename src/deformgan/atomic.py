@@ -1,6 +1,7 @@
 """Atomic file writes: a temporary file in the same folder, then ``os.replace``.
 
-A crash or Ctrl-C mid-write leaves the previous file intact (or no file), never half a file.
+A crash or Ctrl-C mid-write leaves the previous file intact (or no file), never half a file. The result
+gets the permissions an ordinary ``open()`` would give it (0666 minus the umask), not ``mkstemp``'s 0600.
 """
 
 from __future__ import annotations
@@ -11,6 +12,24 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def default_mode(directory: bool = False) -> int:
+    """The mode a new file (0666) or folder (0777) gets under the current umask."""
+    return (0o777 if directory else 0o666) & ~_umask()
+
+
+def temporary_dir(parent: Path, name: str) -> Path:
+    """A hidden temporary folder ``.<name>.*.tmp`` in ``parent`` with the umask's folder permissions."""
+    path = Path(tempfile.mkdtemp(dir=parent, prefix=f".{name}.", suffix=".tmp"))
+    os.chmod(path, default_mode(directory=True))
+    return path
 
 
 @contextlib.contextmanager
@@ -24,6 +43,7 @@ def atomic_writer(path: str | os.PathLike, fsync: bool = False) -> Iterator[Bina
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, default_mode())
         with os.fdopen(fd, "wb") as handle:
             yield handle
             if fsync:

@@ -24,10 +24,12 @@ from (run seed, iteration, rank), so a resumed run is bit-identical without one.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
 import os
+import re
 import shutil
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,11 +39,12 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from deformgan.atomic import atomic_write_text
+from deformgan.atomic import atomic_write_text, temporary_dir
 from deformgan.config import upgrade_legacy
-from deformgan.errors import InputError
+from deformgan.errors import InputError, RunFailed
 
 CHECKPOINT_PREFIX = "ckpt-"
+CHECKPOINT_NAME = re.compile(r"ckpt-\d{8,}")
 LATEST_FILE = "latest"
 STATE_FILE = "state.json"
 GENERATOR_FILE = "generator.safetensors"
@@ -140,6 +143,14 @@ def _state_dict_tensors(state_dict: Mapping[str, torch.Tensor]) -> dict[str, tor
     return {k: v.detach().cpu().contiguous().clone() for k, v in state_dict.items()}
 
 
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def _write_checkpoint_files(
     folder: Path,
     generator: Mapping[str, torch.Tensor],
@@ -147,11 +158,13 @@ def _write_checkpoint_files(
     optimizer_tensors: Mapping[str, torch.Tensor],
     state: Mapping[str, Any],
 ) -> None:
-    """Write the four files of a checkpoint into ``folder`` (fsync'ed). Monkeypatched by the tests."""
+    """Write the four files of a checkpoint into ``folder`` (fsync'ed); ``state.json`` records the SHA-256 of
+    the three tensor files, so that a corrupted byte is caught when loading. Monkeypatched by the tests."""
     save_file(_state_dict_tensors(generator), str(folder / GENERATOR_FILE))
     save_file(_state_dict_tensors(discriminator), str(folder / DISCRIMINATOR_FILE))
     save_file(dict(optimizer_tensors), str(folder / OPTIMIZERS_FILE))
-    (folder / STATE_FILE).write_text(json.dumps(state, indent=1))
+    checksums = {name: _sha256(folder / name) for name in _FILES if name != STATE_FILE}
+    (folder / STATE_FILE).write_text(json.dumps({**state, "sha256": checksums}, indent=1))
     for name in _FILES:
         _fsync_file(folder / name)
 
@@ -172,7 +185,8 @@ def save_checkpoint(
 
     generator / discriminator: state dicts. optimizers: ``{name: optimizer.state_dict()}``.
     config: the resolved config dict. extra: more JSON-able state (e.g. the AMP grad-scaler state).
-    Returns the checkpoint folder.
+    Returns the checkpoint folder. A write error (a full disk, a file-size limit) raises
+    :class:`RunFailed` saying that the previous checkpoint is intact.
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -192,23 +206,35 @@ def save_checkpoint(
     }
 
     final = run_dir / checkpoint_name(step)
-    tmp = Path(tempfile.mkdtemp(dir=run_dir, prefix=f".{final.name}.", suffix=".tmp"))
+    previous = _read_latest(run_dir)
+    tmp = None
     try:
+        tmp = temporary_dir(run_dir, final.name)
         _write_checkpoint_files(tmp, generator, discriminator, optimizer_tensors, state)
         _fsync_dir(tmp)
         if final.exists():  # re-saving the same step (e.g. a resumed run ending where it started)
-            trash = Path(tempfile.mkdtemp(dir=run_dir, prefix=f".{final.name}.", suffix=".old"))
+            trash = temporary_dir(run_dir, final.name)
             os.replace(final, trash / final.name)
             os.replace(tmp, final)
             shutil.rmtree(trash, ignore_errors=True)
         else:
             os.replace(tmp, final)
         _fsync_dir(run_dir)
+        atomic_write_text(run_dir / LATEST_FILE, final.name + "\n", fsync=True)
+        _fsync_dir(run_dir)
+    except OSError as error:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+        kept = (
+            f"the previous checkpoint {run_dir / previous} is intact" if previous else "no earlier checkpoint"
+        )
+        raise RunFailed(
+            f"{final}: could not write the checkpoint of step {step} ({error.strerror or error}); {kept}"
+        ) from None
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
         raise
-    atomic_write_text(run_dir / LATEST_FILE, final.name + "\n", fsync=True)
-    _fsync_dir(run_dir)
     prune_checkpoints(run_dir, keep)
     return final
 
@@ -221,9 +247,48 @@ def list_checkpoints(run_dir: str | os.PathLike) -> list[Path]:
     found = [
         p
         for p in run_dir.glob(f"{CHECKPOINT_PREFIX}*")
-        if p.is_dir() and all((p / name).is_file() for name in _FILES)
+        if p.is_dir() and CHECKPOINT_NAME.fullmatch(p.name) and all((p / name).is_file() for name in _FILES)
     ]
     return sorted(found, key=lambda p: p.name)  # zero-padded step: name order is step order
+
+
+def _remove(folder: Path) -> None:
+    """Delete a folder so that a kill half-way never leaves a half-deleted ``ckpt-*`` behind: it is renamed
+    to a hidden ``.ckpt-*.deleting`` first (cleaned by the next :func:`clean_run_folder`)."""
+    doomed = folder.with_name(f".{folder.name}.deleting")
+    try:
+        os.replace(folder, doomed)
+    except OSError:
+        return
+    shutil.rmtree(doomed, ignore_errors=True)
+
+
+def clean_run_folder(run_dir: str | os.PathLike) -> list[str]:
+    """Remove what interrupted writes and deletions leave in a run folder: hidden ``.ckpt-*`` temp/trash
+    folders, ``.latest.*.tmp`` / other atomic-write temp files, and incomplete ``ckpt-*`` folders that
+    ``latest`` does not name. Returns the names removed."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        return []
+    latest = _read_latest(run_dir)
+    removed = []
+    for entry in run_dir.iterdir():
+        name = entry.name
+        if name.startswith(f".{CHECKPOINT_PREFIX}") and entry.is_dir():
+            shutil.rmtree(entry, ignore_errors=True)
+        elif name.startswith(".") and name.endswith(".tmp") and entry.is_file():
+            entry.unlink(missing_ok=True)
+        elif (
+            CHECKPOINT_NAME.fullmatch(name)
+            and entry.is_dir()
+            and name != latest
+            and not all((entry / f).is_file() for f in _FILES)
+        ):
+            _remove(entry)
+        else:
+            continue
+        removed.append(name)
+    return sorted(removed)
 
 
 def prune_checkpoints(run_dir: str | os.PathLike, keep: int) -> None:
@@ -233,10 +298,8 @@ def prune_checkpoints(run_dir: str | os.PathLike, keep: int) -> None:
     latest = _read_latest(run_dir)
     for old in checkpoints[: max(len(checkpoints) - keep, 0)]:
         if old.name != latest:
-            shutil.rmtree(old, ignore_errors=True)
-    for stale in run_dir.glob(f".{CHECKPOINT_PREFIX}*"):
-        if stale.is_dir():
-            shutil.rmtree(stale, ignore_errors=True)
+            _remove(old)
+    clean_run_folder(run_dir)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -244,17 +307,20 @@ def prune_checkpoints(run_dir: str | os.PathLike, keep: int) -> None:
 
 
 def _read_latest(run_dir: Path) -> str | None:
+    """The checkpoint name ``latest`` holds, or None when there is no usable ``latest`` (absent, a folder,
+    not a checkpoint name)."""
     try:
-        return (run_dir / LATEST_FILE).read_text().strip() or None
-    except OSError:
+        text = (run_dir / LATEST_FILE).read_bytes().decode("ascii").strip()
+    except (OSError, UnicodeDecodeError):
         return None
+    return text if CHECKPOINT_NAME.fullmatch(text) else None
 
 
 def find_checkpoint(path: str | os.PathLike) -> Path:
     """Resolve ``path`` (a checkpoint folder, or a run folder) to a complete checkpoint folder.
 
     For a run folder: the one ``latest`` names when complete, else the newest complete one.
-    Raises InputError when there is none.
+    Raises InputError when there is none, or when ``latest`` exists but is not a checkpoint name.
     """
     path = Path(path)
     if path.is_dir() and (path / STATE_FILE).is_file():
@@ -266,8 +332,15 @@ def find_checkpoint(path: str | os.PathLike) -> Path:
         raise InputError(
             f"{path}: checkpoint not found (expected a run folder or a {CHECKPOINT_PREFIX}* folder)"
         )
-    latest = _read_latest(path)
     complete = list_checkpoints(path)
+    latest_file = path / LATEST_FILE
+    latest = _read_latest(path)
+    if latest is None and (latest_file.exists() or latest_file.is_symlink()):
+        newest = f"; the newest complete checkpoint is {complete[-1]}" if complete else ""
+        raise InputError(
+            f"{latest_file}: expected the name of a checkpoint folder (e.g. ckpt-00005000) in one line"
+            f"{newest}"
+        )
     if latest is not None and any(p.name == latest for p in complete):
         return path / latest
     if complete:
@@ -277,41 +350,90 @@ def find_checkpoint(path: str | os.PathLike) -> Path:
     )
 
 
-def _load_tensors(path: Path) -> dict[str, torch.Tensor]:
+def _load_tensors(path: Path, checksum: str | None) -> dict[str, torch.Tensor]:
+    if checksum is not None and _sha256(path) != checksum:
+        raise InputError(f"{path}: corrupted (its SHA-256 differs from the one recorded in {STATE_FILE})")
     try:
-        return load_file(str(path))
-    except (SafetensorError, OSError) as error:
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as error:
         raise InputError(f"{path}: not a readable safetensors file ({error})") from None
+    for key, value in tensors.items():
+        if value.is_floating_point() and not torch.isfinite(value).all():
+            raise InputError(f"{path}: tensor {key!r} holds NaN or infinite values; refusing to use it")
+    return tensors
+
+
+def _state_error(folder: Path, what: str) -> InputError:
+    return InputError(f"{folder / STATE_FILE}: {what}")
+
+
+def _read_state(folder: Path) -> dict[str, Any]:
+    """``state.json`` parsed and checked field by field: a hand-edited file gets one line naming the field."""
+    try:
+        state = json.loads((folder / STATE_FILE).read_bytes().decode("utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise _state_error(folder, f"unreadable checkpoint state ({error})") from None
+    if not isinstance(state, dict) or state.get("format") not in READABLE_FORMATS:
+        raise _state_error(folder, f"unknown checkpoint format (expected format {FORMAT_VERSION})")
+    step = state.get("step")
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        raise _state_error(folder, f"'step' must be an integer >= 0, got {step!r}")
+    if not isinstance(state.get("config"), dict):
+        raise _state_error(folder, "'config' must be the run's config (a mapping)")
+    if not isinstance(state.get("data_dir"), (str, type(None))):
+        raise _state_error(folder, f"'data_dir' must be a path or null, got {state.get('data_dir')!r}")
+    if not isinstance(state.get("extra", {}), dict):
+        raise _state_error(folder, "'extra' must be a mapping")
+    checksums = state.get("sha256", {})
+    if not isinstance(checksums, dict) or not all(isinstance(v, str) for v in checksums.values()):
+        raise _state_error(folder, "'sha256' must map file names to hex digests")
+    optimizers = state.get("optimizers")
+    if not isinstance(optimizers, dict) or set(optimizers) != {"generator", "discriminator"}:
+        raise _state_error(folder, "'optimizers' must hold the 'generator' and 'discriminator' states")
+    for name, meta in optimizers.items():
+        groups = meta.get("param_groups") if isinstance(meta, dict) else None
+        if not isinstance(groups, list) or not all(isinstance(g, dict) for g in groups):
+            raise _state_error(folder, f"optimizers.{name}.param_groups must be a list of mappings")
+        for group in groups:
+            for key in ("lr", "eps", "weight_decay"):
+                value = group.get(key, 0.0)
+                if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                    raise _state_error(
+                        folder, f"optimizers.{name}: {key} must be a finite number, got {value!r}"
+                    )
+            betas = group.get("betas", [0.5, 0.999])
+            if not (
+                isinstance(betas, list)
+                and len(betas) == 2
+                and all(isinstance(b, (int, float)) for b in betas)
+            ):
+                raise _state_error(folder, f"optimizers.{name}: betas must be two numbers, got {betas!r}")
+    return state
 
 
 def load_checkpoint(path: str | os.PathLike, *, weights_only: bool = False) -> Checkpoint:
     """Load a checkpoint (folder, or run folder -> its latest) from safetensors + JSON only.
 
-    weights_only: skip the optimiser file (for generation and transfer).
+    weights_only: skip the optimiser file (for generation and transfer). Every tensor file is checked
+    against the SHA-256 recorded when it was written, and weights holding NaN/inf are refused.
     """
     folder = find_checkpoint(path)
-    try:
-        state = json.loads((folder / STATE_FILE).read_text())
-    except (OSError, json.JSONDecodeError) as error:
-        raise InputError(f"{folder / STATE_FILE}: unreadable checkpoint state ({error})") from None
-    if not isinstance(state, dict) or state.get("format") not in READABLE_FORMATS:
-        raise InputError(
-            f"{folder / STATE_FILE}: unknown checkpoint format (expected format {FORMAT_VERSION})"
-        )
+    state = _read_state(folder)
+    checksums = state.get("sha256", {})
     config = state["config"]
     if state["format"] == 1:
         config = upgrade_legacy(config)
     checkpoint = Checkpoint(
         path=folder,
-        step=int(state["step"]),
+        step=state["step"],
         config=config,
         data_dir=state.get("data_dir"),
-        generator=_load_tensors(folder / GENERATOR_FILE),
-        discriminator=_load_tensors(folder / DISCRIMINATOR_FILE),
+        generator=_load_tensors(folder / GENERATOR_FILE, checksums.get(GENERATOR_FILE)),
+        discriminator=_load_tensors(folder / DISCRIMINATOR_FILE, checksums.get(DISCRIMINATOR_FILE)),
         extra=state.get("extra", {}),
     )
     if not weights_only:
-        tensors = _load_tensors(folder / OPTIMIZERS_FILE)
+        tensors = _load_tensors(folder / OPTIMIZERS_FILE, checksums.get(OPTIMIZERS_FILE))
         checkpoint.optimizers = {
             name: unflatten_optimizer_state(name, tensors, meta) for name, meta in state["optimizers"].items()
         }

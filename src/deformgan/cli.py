@@ -1,7 +1,8 @@
 """The ``deformgan`` command line: one subcommand per task, each a thin wrapper over a Python function.
 
-Every command turns an :class:`~deformgan.errors.InputError` (bad file, row or argument) into one line on
-stderr and exit status 2 — no traceback for a user's typo.
+Errors never end in a traceback: bad input (a file, row or argument) is one line ``error: ...`` on stderr
+and exit status 2; a run that cannot go on (a full disk, a diverged loss) exit status 1; Ctrl-C exit
+status 130 after saving what can be saved.
 """
 
 from __future__ import annotations
@@ -13,14 +14,55 @@ from typing import Annotated
 
 import typer
 
-from deformgan.errors import InputError
+from deformgan.errors import DeformganError, InputError, Interrupted, RunFailed
 
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # help texts show [source | target | generated] literally
     help="Deformable GANs for pose-based human image generation (Siarohin et al., CVPR 2018).",
 )
+
+
+# ----------------------------------------------------------------------------------------------
+# Argument checks shared by the commands
+
+
+def _positive(value: int, option: str) -> int:
+    if value < 1:
+        raise InputError(f"{option}: expected an integer >= 1, got {value}")
+    return value
+
+
+def _device(name: str, option: str = "--device") -> str:
+    from deformgan.runtime import resolve_device
+
+    try:
+        resolve_device(name)
+    except InputError as error:
+        raise InputError(f"{option}: {error}") from None
+    return name
+
+
+def _existing(path: Path | None, option: str) -> Path | None:
+    if path is not None and not path.exists():
+        raise InputError(f"{option}: {path} does not exist")
+    return path
+
+
+def _folder_out(path: Path, option: str = "--out") -> Path:
+    if path.exists() and not path.is_dir():
+        raise InputError(f"{option}: {path} is a file, expected a folder")
+    return path
+
+
+def _say(message: str) -> None:
+    typer.echo(message, err=True)
+
+
+# ----------------------------------------------------------------------------------------------
+# Data
 
 
 @app.command()
@@ -36,7 +78,7 @@ def synth(
     preview: Annotated[bool, typer.Option(help="Also write OUT/preview.png (people with skeletons).")] = True,
 ) -> None:
     """Write a synthetic-people dataset with exact keypoints and ground truth."""
-    from deformgan.synth import preview_grid, write_synthetic_dataset
+    from deformgan.synth import parse_size, preview_grid, write_synthetic_dataset
 
     dataset = write_synthetic_dataset(
         out, identities=identities, poses_per_identity=poses_per_identity, size=size, seed=seed,
@@ -48,14 +90,8 @@ def synth(
         f"{sum(pair_counts.values())} pairs to {out}"
     )
     if preview:
-        path = preview_grid(Path(out) / "preview.png", size=dataset_size(size), seed=seed)
+        path = preview_grid(Path(out) / "preview.png", size=parse_size(size), seed=seed)
         typer.echo(f"preview: {path}")
-
-
-def dataset_size(size: str) -> tuple[int, int]:
-    from deformgan.synth import parse_size
-
-    return parse_size(size)
 
 
 @app.command()
@@ -63,10 +99,10 @@ def pairs(
     root: Annotated[Path, typer.Argument(help="Dataset folder (<prefix>-dataset/, annotation CSVs).")],
     prefix: Annotated[str | None, typer.Option(help="Dataset prefix when the folder holds several.")] = None,
     test_sample: Annotated[int, typer.Option(help="Test pairs drawn at random (the field: 12,000).")] = 12000,
-    seed: Annotated[int, typer.Option(help="Seed of the test draw (the reference: 0).")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed of the test draw (the authors': 0).")] = 0,
     overwrite: Annotated[bool, typer.Option(help="Replace existing pairs files.")] = False,
 ) -> None:
-    """Create <prefix>-pairs-{train,test}.csv for your own images + annotations, as the reference does."""
+    """Create <prefix>-pairs-{train,test}.csv for your own images + annotations, as the authors do."""
     from deformgan.data import write_pair_files
 
     written = write_pair_files(root, prefix=prefix, test_sample=test_sample, seed=seed, overwrite=overwrite)
@@ -78,21 +114,212 @@ def pairs(
 def check_data(
     root: Annotated[Path, typer.Argument(help="Dataset folder.")],
     preset: Annotated[str, typer.Option(help="market | deepfashion | deepfashion-176")] = "market",
-    split: Annotated[str, typer.Option(help="train | test")] = "train",
+    split: Annotated[str, typer.Option(help="train | test | all (every split with a pairs file)")] = "all",
     prefix: Annotated[str | None, typer.Option(help="Dataset prefix when the folder holds several.")] = None,
 ) -> None:
-    """Check a dataset folder: every pair annotated, every image present and of the preset's size."""
-    from deformgan.data import PairDataset
+    """Check a dataset: every pair annotated with a full torso, every image present, decodable, of the
+    preset's size (training reads the test split too, for its sample grids)."""
+    from deformgan.data import SPLITS, PairDataset, find_layout
 
-    dataset = PairDataset(root, split=split, preset=preset, prefix=prefix)
-    checked = dataset.check_images()
-    typer.echo(f"ok: {len(dataset)} {split} pairs, {checked} images of the right size")
+    if split not in (*SPLITS, "all"):
+        raise InputError(f"--split: expected train, test or all, got {split!r}")
+    layout = find_layout(root, prefix)
+    splits = [s for s in SPLITS if layout.pairs_files[s].is_file()] if split == "all" else [split]
+    if not splits:
+        raise InputError(f"{root}: no pairs files (create them with: deformgan pairs {root})")
+    for name in splits:
+        dataset = PairDataset(root, split=name, preset=preset, prefix=layout.prefix)
+        checked = dataset.check_images(progress=True)
+        typer.echo(f"ok: {len(dataset)} {name} pairs, {checked} images decoded, all of the right size")
+
+
+# ----------------------------------------------------------------------------------------------
+# Training and generation
+
+
+@app.command()
+def train(
+    config: Annotated[
+        str | None, typer.Option(help="Config YAML, or a shipped config's name (e.g. market-full).")
+    ] = None,
+    data: Annotated[
+        Path | None, typer.Option(help="Dataset folder (default: the config's data.root).")
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Run folder (checkpoints, logs, samples).")] = None,
+    iterations: Annotated[int | None, typer.Option(help="TOTAL iterations (also when resuming).")] = None,
+    resume: Annotated[
+        Path | None,
+        typer.Option(help="Run folder to continue from its newest checkpoint, or one of its ckpt-* folders."),
+    ] = None,
+    overwrite: Annotated[
+        bool, typer.Option(help="Start anew in a run folder that holds an old run.")
+    ] = False,
+    overrides: Annotated[
+        list[str] | None, typer.Argument(help="Config overrides section.key=value, e.g. train.batch_size=2")
+    ] = None,
+) -> None:
+    """Train a Deformable GAN (one of the paper's configs, or your own). Multi-GPU: run under torchrun.
+
+    Ctrl-C stops after the current iteration with a checkpoint; --resume continues.
+    """
+    from deformgan.config import find_config, load_config
+    from deformgan.train import train as run_training
+
+    if resume is None and config is None:
+        raise InputError("--config: give a config file or name (see configs/), or --resume RUN_DIR")
+    loaded = None
+    if config is not None:
+        loaded = load_config(find_config(config), overrides or ())
+    elif overrides:
+        raise InputError("overrides apply to --config; a resumed run keeps the config saved in its folder")
+    run_dir = run_training(loaded, data, out, iterations=iterations, resume=resume, overwrite=overwrite)
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 speaks for the job
+        typer.echo(f"run folder: {run_dir}")
+
+
+@app.command()
+def generate(
+    checkpoint: Annotated[Path, typer.Option(help="Run folder or ckpt-* folder.")],
+    out: Annotated[Path, typer.Option(help="Output folder: one <from>_<to>.png per pair.")],
+    data: Annotated[Path | None, typer.Option(help="Dataset folder (default: the run's).")] = None,
+    pairs: Annotated[Path | None, typer.Option(help="Pairs CSV (default: the test pairs).")] = None,
+    batch_size: Annotated[int, typer.Option(help="Pairs per batch.")] = 16,
+    strips: Annotated[bool, typer.Option(help="Write [source | target | generated] strips.")] = False,
+    quantisation: Annotated[
+        str, typer.Option(help="round | truncate (the authors' uint8 conversion, for evaluation parity)")
+    ] = "round",
+    overwrite: Annotated[bool, typer.Option(help="Replace images another checkpoint made in OUT.")] = False,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")] = "auto",
+) -> None:
+    """Generate the target-pose image of every pair (resumable: existing images of the same run are kept)."""
+    from deformgan.generate import generate as run_generation
+
+    _positive(batch_size, "--batch-size")
+    result = run_generation(
+        checkpoint, data, pairs, _folder_out(out), batch_size=batch_size, strips=strips,
+        device=_device(device), quantisation=quantisation, overwrite=overwrite,
+    )  # fmt: skip
+    skipped = f", {result.skipped} already there (kept)" if result.skipped else ""
+    typer.echo(f"images: {result.out} ({result.written} written{skipped})")
+
+
+def _pose_row(annotations: Path, name: str | None, option: str):
+    from deformgan.keypoints import read_annotations
+
+    poses = read_annotations(annotations)
+    if name is None:
+        if len(poses) != 1:
+            raise InputError(f"{option}: {annotations} holds {len(poses)} poses; name one with --row")
+        return next(iter(poses.values()))
+    if name not in poses:
+        raise InputError(f"--row: {name!r} is not a row of {annotations}")
+    return poses[name]
+
+
+@app.command()
+def transfer(
+    checkpoint: Annotated[Path, typer.Option(help="Run folder or ckpt-* folder.")],
+    image: Annotated[
+        Path, typer.Option(help="Photo of the person (any size: the person is found and framed).")
+    ],
+    out: Annotated[Path, typer.Option(help="Output image (.png/.jpg) or, for a motion, .gif/.mp4.")],
+    pose: Annotated[
+        Path | None, typer.Option(help="Target pose: a photo of someone in it, or an annotation CSV (--row).")
+    ] = None,
+    row: Annotated[str | None, typer.Option(help="Row name of the target pose in the --pose CSV.")] = None,
+    sequence: Annotated[
+        Path | None, typer.Option(help="Annotation CSV of a pose sequence (rows in order) -> a motion.")
+    ] = None,
+    video: Annotated[
+        Path | None, typer.Option(help="Driving video (or folder of frames): the person follows its motion.")
+    ] = None,
+    annotations: Annotated[
+        Path | None,
+        typer.Option(help="Annotation CSV with the person's own keypoints (instead of detecting)."),
+    ] = None,
+    source: Annotated[
+        str | None, typer.Option(help="Row name of the person's keypoints in --annotations.")
+    ] = None,
+    paste: Annotated[bool, typer.Option(help="Paste the generated person back into the photo.")] = False,
+    fps: Annotated[
+        float | None, typer.Option(help="Frames per second (default: the video's, or 10).")
+    ] = None,
+    device: Annotated[str, typer.Option(help="cpu | cuda | cuda:N")] = "cpu",
+) -> None:
+    """Move the person of a photo into a target pose, or make them follow a pose sequence or a video."""
+    import numpy as np
+
+    from deformgan.images import IMAGE_FORMATS, VIDEO_FORMATS, read_image, write_image, write_video
+    from deformgan.transfer import (
+        PoseTransfer,
+        person_from_photo,
+        poses_from_video,
+        side_by_side,
+        skeleton_frames,
+    )
+
+    targets = [
+        name for name, value in (("--pose", pose), ("--sequence", sequence), ("--video", video)) if value
+    ]
+    if len(targets) != 1:
+        raise InputError("give exactly one target: --pose (a photo or CSV row), --sequence CSV or --video")
+    if out.is_dir():
+        raise InputError(f"--out: {out} is a folder, expected an image or video file name")
+    moving = pose is None
+    allowed = VIDEO_FORMATS if moving else tuple(IMAGE_FORMATS)
+    if out.suffix.lower() not in allowed:
+        raise InputError(f"--out: {out.name}: expected a {' or '.join(allowed)} file for this target")
+    if fps is not None and not fps > 0:
+        raise InputError(f"--fps: expected > 0, got {fps}")
+    for path, option in ((image, "--image"), (pose, "--pose"), (sequence, "--sequence"), (video, "--video")):
+        _existing(path, option)
+    model = PoseTransfer.from_checkpoint(checkpoint, device=_device(device))
+    size = model.image_size
+
+    if annotations is not None:  # the person's keypoints given: the photo is used as it is (resized)
+        person_image, source_kp, framing = read_image(image), _pose_row(annotations, source, "--source"), None
+    else:
+        person = person_from_photo(image, size)
+        person_image, source_kp, framing = person.image, person.keypoints, person.framing
+
+    if pose is not None:
+        if pose.suffix.lower() == ".csv":
+            target_kp = _pose_row(pose, row, "--pose")
+        else:
+            target_kp = person_from_photo(pose, size).keypoints
+        result = model.render(person_image, source_kp, np.asarray(target_kp)[None])[0]
+        if paste:
+            if framing is None:
+                raise InputError("--paste needs the person found in the photo (omit --annotations)")
+            result = framing.paste(result, person.photo)
+        write_image(result, out)
+    elif sequence is not None:
+        from deformgan.keypoints import read_annotations
+        from deformgan.pose.sequence import fill_missing
+
+        rows = list(read_annotations(sequence).values())
+        if not rows:
+            raise InputError(f"{sequence}: no poses in the sequence file")
+        poses = fill_missing(np.stack(rows), max_gap=5)
+        frames = model.render(person_image, source_kp, poses)
+        write_video(side_by_side(skeleton_frames(poses, size), frames), out, fps or 10.0)
+    else:
+        driving, poses, rate = poses_from_video(video, size, fps)
+        frames = model.render(person_image, source_kp, poses)
+        write_video(side_by_side(driving, skeleton_frames(poses, size), frames), out, rate)
+    typer.echo(f"wrote {out}")
+
+
+# ----------------------------------------------------------------------------------------------
+# Evaluation
 
 
 @app.command()
 def evaluate(
     generated: Annotated[Path, typer.Option(help="Folder of <from>_<to>.png images (or strips).")],
-    data: Annotated[Path | None, typer.Option(help="Dataset folder: keypoints, pairs, real images.")] = None,
+    data: Annotated[
+        Path | None, typer.Option(help="Dataset folder: keypoints, test pairs, real images.")
+    ] = None,
     annotations: Annotated[
         list[Path] | None, typer.Option(help="Annotation CSV(s) with the keypoints (instead of --data).")
     ] = None,
@@ -108,10 +335,19 @@ def evaluate(
     from deformgan.evaluation import evaluate as run_evaluation
     from deformgan.evaluation import markdown_table, write_results
 
+    _positive(batch_size, "--batch-size")
+    _existing(weights, "--weights")
+    if out is not None and out.is_dir() and out.suffix == ".json":
+        raise InputError(f"--out: {out} is a folder")
     results = run_evaluation(
         generated, data=data, annotations=annotations or None, pairs=pairs, triplets=triplets,
-        dataset=dataset, weights=weights, device=device, batch_size=batch_size,
+        dataset=dataset, weights=weights, device=_device(device), batch_size=batch_size,
     )  # fmt: skip
+    meta = results["meta"]
+    for key, what in (("missing", "pairs without an image"), ("extra", "images of no pair")):
+        if meta[key]["count"]:
+            _say(f"note: {meta[key]['count']} {what} ({', '.join(meta[key]['examples'][:3])}, ...)")
+    _say(f"scored {meta['pairs']} pairs: {meta['pairs_source']}")
     scores = {key: value for key, value in results.items() if key != "meta"}
     typer.echo(markdown_table({generated.name or "generated": scores}))
     if out is not None:
@@ -119,121 +355,94 @@ def evaluate(
         typer.echo(f"wrote {json_path} and {md_path}")
 
 
-@app.command()
-def train(
-    config: Annotated[
-        str | None, typer.Option(help="Config YAML, or a shipped config's name (e.g. market-full).")
-    ] = None,
-    data: Annotated[
-        Path | None, typer.Option(help="Dataset folder (default: the config's data.root).")
-    ] = None,
-    out: Annotated[Path | None, typer.Option(help="Run folder (checkpoints, logs, samples).")] = None,
-    iterations: Annotated[int | None, typer.Option(help="TOTAL iterations (also when resuming).")] = None,
-    resume: Annotated[
-        Path | None, typer.Option(help="Run folder to continue from its newest checkpoint.")
-    ] = None,
-    overrides: Annotated[
-        list[str] | None, typer.Argument(help="Config overrides section.key=value, e.g. train.batch_size=2")
-    ] = None,
-) -> None:
-    """Train a Deformable GAN (one of the paper's configs, or your own). Multi-GPU: run under torchrun."""
-    from deformgan.config import find_config, load_config
-    from deformgan.train import train as run_training
-
-    if resume is None and config is None:
-        raise InputError("--config: give a config file or name (see configs/), or --resume RUN_DIR")
-    loaded = None
-    if config is not None:
-        loaded = load_config(find_config(config), overrides or ())
-    elif overrides:
-        raise InputError("overrides apply to --config; a resumed run keeps the config saved in its folder")
-    run_dir = run_training(loaded, data, out, iterations=iterations, resume=resume)
-    if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 speaks for the job
-        typer.echo(f"run folder: {run_dir}")
+# ----------------------------------------------------------------------------------------------
+# Users' own photos
 
 
 @app.command()
-def generate(
-    checkpoint: Annotated[Path, typer.Option(help="Run folder or ckpt-* folder.")],
-    out: Annotated[Path, typer.Option(help="Output folder: one <from>_<to>.png per pair.")],
-    data: Annotated[Path | None, typer.Option(help="Dataset folder (default: the run's).")] = None,
-    pairs: Annotated[Path | None, typer.Option(help="Pairs CSV (default: the test pairs).")] = None,
-    batch_size: Annotated[int, typer.Option(help="Pairs per batch.")] = 16,
-    strips: Annotated[bool, typer.Option(help="Write [source | target | generated] strips.")] = False,
-    device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")] = "auto",
+def keypoints(
+    images: Annotated[list[Path], typer.Argument(help="Images and/or folders of images.")],
+    out: Annotated[Path, typer.Option(help="Annotation CSV to write (name:keypoints_y:keypoints_x).")],
 ) -> None:
-    """Generate the target-pose image of every pair (resumable: existing images are kept)."""
-    from deformgan.generate import generate as run_generation
+    """Find the 18 OpenPose keypoints of the person in each image (offline: BlazePose, see `weights pose`)."""
+    from deformgan.keypoints import write_annotations
+    from deformgan.pose import annotate_images
 
-    folder = run_generation(checkpoint, data, pairs, out, batch_size=batch_size, strips=strips, device=device)
-    typer.echo(f"images: {folder}")
+    if out.is_dir():
+        raise InputError(f"--out: {out} is a folder, expected a .csv file name")
+    rows, without_person = annotate_images(images, progress=True)
+    for name in without_person:
+        _say(f"no person found: {name} (written as all -1)")
+    write_annotations(out, rows)
+    typer.echo(f"wrote {len(rows)} rows to {out} ({len(rows) - len(without_person)} with a person)")
 
 
-def _pose_from(annotations: dict, name: str, option: str):
-    if name not in annotations:
-        raise InputError(f"{option}: {name!r} is not a row of the annotation file")
-    return annotations[name]
+weights_app = typer.Typer(
+    no_args_is_help=True, rich_markup_mode=None, help="Fetch model files a package ships."
+)
+app.add_typer(weights_app, name="weights")
 
 
-@app.command()
-def transfer(
-    checkpoint: Annotated[Path, typer.Option(help="Run folder or ckpt-* folder.")],
-    image: Annotated[Path, typer.Option(help="Photo of the person (resized to the model's size).")],
-    annotations: Annotated[Path, typer.Option(help="Annotation CSV holding the poses (name:y:x rows).")],
-    source: Annotated[str, typer.Option(help="Row name of the person's own keypoints (in --image's frame).")],
-    out: Annotated[Path, typer.Option(help="Output PNG (one pose) or GIF (--sequence).")],
-    target: Annotated[str | None, typer.Option(help="Row name of the target pose.")] = None,
-    sequence: Annotated[
-        Path | None, typer.Option(help="Annotation CSV of a pose sequence (rows in order) -> GIF.")
-    ] = None,
-    fps: Annotated[float, typer.Option(help="GIF frames per second.")] = 10.0,
-    device: Annotated[str, typer.Option(help="cpu | cuda | cuda:N")] = "cpu",
+@weights_app.command("pose")
+def weights_pose(
+    wheel: Annotated[Path | None, typer.Option(help="A mediapipe 0.10.21 wheel you already have.")] = None,
+    find_links: Annotated[Path | None, typer.Option(help="A local folder of wheels instead of PyPI.")] = None,
 ) -> None:
-    """Move a person into a target pose (PNG), or make them follow a pose sequence (animated GIF)."""
-    from deformgan.keypoints import read_annotations
-    from deformgan.transfer import PoseTransfer
+    """Fetch the BlazePose landmark model from the mediapipe 0.10.21 wheel on PyPI (checksummed)."""
+    from deformgan.pose import fetch_pose_model
 
-    if (target is None) == (sequence is None):
-        raise InputError("give exactly one of --target NAME (one image) or --sequence CSV (a GIF)")
-    poses = read_annotations(annotations)
-    source_kp = _pose_from(poses, source, "--source")
-    model = PoseTransfer.from_checkpoint(checkpoint, device=device)
-    if target is not None:
-        result = model.transfer(image, source_kp, _pose_from(poses, target, "--target"))
-        from deformgan.images import write_image
+    for name, path in fetch_pose_model(wheel=_existing(wheel, "--wheel"), find_links=find_links).items():
+        typer.echo(f"{name}: {path}")
 
-        write_image(result, out)
-    else:
-        frames = list(read_annotations(sequence).values())
-        if not frames:
-            raise InputError(f"{sequence}: no poses in the sequence file")
-        model.animate(image, source_kp, frames, out, fps=fps)
-    typer.echo(f"wrote {out}")
+
+# ----------------------------------------------------------------------------------------------
+# Demo
 
 
 @app.command()
 def demo(
-    out: Annotated[Path, typer.Option(help="Output folder.")] = Path("demo-output"),
+    out: Annotated[Path, typer.Option(help="Output folder (new or empty).")] = Path("demo-output"),
     minutes: Annotated[float, typer.Option(help="Wall-clock budget for the whole demo.")] = 5.0,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     threads: Annotated[
         int | None, typer.Option(help="CPU threads (default: torch's; use 1 on a busy shared machine).")
     ] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an earlier demo in OUT.")] = False,
 ) -> None:
     """No data, no weights: synthetic people -> train a small Full model on the CPU -> pictures + summary."""
     from deformgan.demo import run_demo
 
-    summary = run_demo(out, minutes_budget=minutes, seed=seed, threads=threads)
+    if threads is not None:
+        _positive(threads, "--threads")
+    summary = run_demo(
+        _folder_out(out), minutes_budget=minutes, seed=seed, threads=threads, overwrite=overwrite
+    )
     typer.echo(f"demo summary: {summary}")
+
+
+# ----------------------------------------------------------------------------------------------
+
+
+def _close_progress_bars() -> None:
+    """Close open progress bars so that an error line starts on a line of its own."""
+    from tqdm import tqdm
+
+    for bar in list(getattr(tqdm, "_instances", ())):
+        bar.close()
 
 
 def main() -> None:
     """Console-script entry point."""
     try:
         app()
-    except InputError as error:
+    except DeformganError as error:
+        _close_progress_bars()
         typer.echo(f"error: {error}", err=True)
-        sys.exit(2)
+        sys.exit(130 if isinstance(error, Interrupted) else 1 if isinstance(error, RunFailed) else 2)
+    except KeyboardInterrupt:
+        _close_progress_bars()
+        typer.echo("error: interrupted", err=True)
+        sys.exit(130)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ import html
 import io
 import json
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -215,6 +216,37 @@ def _png_data_uri(image: Image.Image) -> str:
 # The demo
 
 
+#: What a demo folder holds (``overwrite`` deletes only a folder made of these).
+DEMO_ENTRIES = {
+    "data",
+    "run",
+    "demo.json",
+    "summary.html",
+    "summary.png",
+    "motion_transfer.gif",
+    "loss_curves.png",
+}
+
+
+def _claim_demo_folder(out: Path, overwrite: bool) -> Path:
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out}: is a file, expected a new or empty folder for the demo")
+    entries = {p.name for p in out.iterdir()} if out.is_dir() else set()
+    if entries:
+        if not overwrite:
+            raise InputError(
+                f"{out}: not empty (an earlier demo?); pass --overwrite to replace it, or another --out"
+            )
+        if not entries <= DEMO_ENTRIES:
+            others = ", ".join(sorted(entries - DEMO_ENTRIES)[:3])
+            raise InputError(f"{out}: --overwrite replaces only a demo folder; this one also holds {others}")
+        for name in entries:
+            path = out / name
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
 def run_demo(
     out_dir: str | os.PathLike,
     minutes_budget: float = 5.0,
@@ -223,8 +255,12 @@ def run_demo(
     poses_per_identity: int = 8,
     progress: bool = True,
     threads: int | None = 1,
+    overwrite: bool = False,
 ) -> Path:
     """Synthetic data -> CPU training in ``minutes_budget`` -> samples, GIF, summary; returns summary.html.
+
+    ``out_dir`` must be new or empty; ``overwrite`` replaces an earlier demo there (and nothing else: a
+    folder that holds other files is refused).
 
     The budget covers everything (data, training, outputs): training stops early, with a checkpoint, when
     the budget runs out before ``train.iterations`` of ``configs/demo.yaml``. threads: torch intra-op
@@ -235,14 +271,12 @@ def run_demo(
         raise InputError(f"minutes_budget: expected > 0, got {minutes_budget}")
     set_threads(threads)
     start = time.perf_counter()
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = _claim_demo_folder(Path(out_dir), overwrite)
     data_dir = out / "data"
-    if not (data_dir / "synth.json").is_file():
-        write_synthetic_dataset(
-            data_dir, identities=identities, poses_per_identity=poses_per_identity, size=IMAGE_SIZE,
-            seed=seed, progress=progress, overwrite=True,
-        )  # fmt: skip
+    write_synthetic_dataset(
+        data_dir, identities=identities, poses_per_identity=poses_per_identity, size=IMAGE_SIZE,
+        seed=seed, progress=progress, overwrite=True,
+    )  # fmt: skip
     config = load_config(find_config(DEMO_CONFIG), [f"train.seed={seed}"])
     run_dir = out / "run"
     budget_s = max(minutes_budget * 60 - (time.perf_counter() - start) - FINISH_RESERVE_S, 1.0)

@@ -10,37 +10,45 @@ skipped, so an interrupted run resumes where it stopped.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from deformgan.checkpoint import load_checkpoint
+from deformgan.atomic import atomic_write_text
+from deformgan.checkpoint import Checkpoint, load_checkpoint
 from deformgan.conditioning import conditioning_for
 from deformgan.config import Config, config_from_dict
 from deformgan.data import PairDataset
 from deformgan.errors import InputError
-from deformgan.images import to_uint8, write_image
-from deformgan.models import Generator, build_generator
+from deformgan.images import QUANTISATIONS, list_images, to_uint8, write_image
+from deformgan.models import Generator, build_generator, load_weights
 from deformgan.runtime import resolve_device
+
+#: The record of which checkpoint and settings made an output folder.
+MANIFEST_FILE = "generated.json"
+
+
+def generator_from_checkpoint(
+    loaded: Checkpoint, device: str | torch.device = "cpu"
+) -> tuple[Generator, Config]:
+    """The generator of a loaded checkpoint, on ``device``, in eval mode (dropout off), and its config."""
+    config = config_from_dict(loaded.config)
+    generator = build_generator(config)
+    load_weights(generator, loaded.generator, f"{loaded.path}: generator")
+    return generator.to(resolve_device(device)).eval(), config
 
 
 def load_generator(
     checkpoint: str | os.PathLike, device: str | torch.device = "cpu"
 ) -> tuple[Generator, Config]:
     """The generator of a checkpoint (a ``ckpt-*`` folder or a run folder -> its latest), in eval mode."""
-    loaded = load_checkpoint(checkpoint, weights_only=True)
-    config = config_from_dict(loaded.config)
-    generator = build_generator(config)
-    try:
-        generator.load_state_dict(loaded.generator)
-    except RuntimeError as error:
-        first = str(error).strip().splitlines()[0]
-        raise InputError(f"{loaded.path}: generator weights do not match its config ({first})") from None
-    return generator.to(resolve_device(device)).eval(), config
+    return generator_from_checkpoint(load_checkpoint(checkpoint, weights_only=True), device)
 
 
 def output_name(source_name: str, target_name: str) -> str:
@@ -55,6 +63,57 @@ def generate_batch(generator: Generator, config: Config, batch: dict, device: to
     return generator(batch["source_image"].to(device), cond)
 
 
+@dataclass(frozen=True)
+class Generated:
+    """What :func:`generate` did: the folder, how many images it wrote and how many were already there."""
+
+    out: Path
+    written: int
+    skipped: int
+
+
+def _manifest(loaded: Checkpoint, strips: bool, quantisation: str) -> dict:
+    return {
+        "checkpoint": str(loaded.path.resolve()),
+        "step": loaded.step,
+        "config": loaded.config.get("name"),
+        "strips": strips,
+        "quantisation": quantisation,
+    }
+
+
+def _claim_folder(out: Path, manifest: dict, overwrite: bool) -> None:
+    """Refuse to mix images of different checkpoints (or strip/quantisation settings) in one folder."""
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out}: is a file, expected an output folder")
+    record = out / MANIFEST_FILE
+    images = list_images(out) if out.is_dir() else []
+    if record.is_file():
+        try:
+            previous = json.loads(record.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            previous = None
+        if previous != manifest and not overwrite:
+            made_by = (
+                f"{previous.get('checkpoint')} (step {previous.get('step')})"
+                if isinstance(previous, dict)
+                else "?"
+            )
+            raise InputError(
+                f"{out}: holds images made by {made_by} with other settings; use another folder, or "
+                "--overwrite to replace them"
+            )
+    elif images and not overwrite:
+        raise InputError(
+            f"{out}: holds {len(images)} images of unknown origin (no {MANIFEST_FILE}); use another folder, "
+            "or --overwrite to replace them"
+        )
+    if overwrite:
+        for image in images:
+            image.unlink()
+    atomic_write_text(record, json.dumps(manifest, indent=1) + "\n")
+
+
 def generate(
     checkpoint: str | os.PathLike,
     data: str | os.PathLike | None,
@@ -64,27 +123,35 @@ def generate(
     strips: bool = False,
     device: str = "auto",
     progress: bool = True,
-) -> Path:
-    """Generate one PNG per (source, target) pair into ``out``; return ``out``.
+    quantisation: str = "round",
+    overwrite: bool = False,
+) -> Generated:
+    """Generate one PNG per (source, target) pair into ``out``.
 
-    checkpoint: ``ckpt-*`` folder or run folder. data: dataset root in the reference layout (None = the
+    checkpoint: ``ckpt-*`` folder or run folder. data: dataset root in the field's layout (None = the
     data path stored in the checkpoint). pairs: pairs CSV or list of names (None = the test pairs CSV).
-    strips: write [source | target | generated] strips (reference ``test.py`` output) instead of the
-    generated image alone. Pairs whose output file already exists are skipped.
+    strips: write [source | target | generated] strips (the authors' ``test.py`` output) instead of the
+    generated image alone. quantisation: "round" or the authors' "truncate" (see
+    :func:`deformgan.images.to_uint8`).
+    The folder records which checkpoint and settings made it (``generated.json``): images of one run are
+    never mixed with another's; pairs whose image exists are skipped (an interrupted run resumes).
     """
     if batch_size < 1:
         raise InputError(f"batch_size: expected >= 1, got {batch_size}")
+    if quantisation not in QUANTISATIONS:
+        raise InputError(f"quantisation: expected one of {', '.join(QUANTISATIONS)}, got {quantisation!r}")
     torch_device = resolve_device(device)
-    generator, config = load_generator(checkpoint, torch_device)
+    loaded = load_checkpoint(checkpoint, weights_only=True)
+    generator, config = generator_from_checkpoint(loaded, torch_device)
     if data is None:
-        data = load_checkpoint(checkpoint, weights_only=True).data_dir
+        data = loaded.data_dir
         if data is None:
             raise InputError(f"{checkpoint}: no data path stored in the checkpoint; pass the dataset folder")
     dataset = PairDataset(
         data, split="test", preset=config.data.preset, pairs=pairs, prefix=config.data.prefix
     )
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    _claim_folder(out, _manifest(loaded, strips, quantisation), overwrite)
     todo = [
         i
         for i, (source, target) in enumerate(dataset.pairs)
@@ -93,15 +160,15 @@ def generate(
     loader = torch.utils.data.DataLoader(
         torch.utils.data.Subset(dataset, todo), batch_size=batch_size, shuffle=False
     )
-    bar = tqdm(total=len(todo), desc="generate", unit="img", disable=not progress)
-    for batch in loader:
-        generated = to_uint8(generate_batch(generator, config, batch, torch_device))
-        if strips:
-            sources = to_uint8(batch["source_image"])
-            targets = to_uint8(batch["target_image"])
-            generated = np.concatenate([sources, targets, generated], axis=2)  # along W
-        for pixels, source, target in zip(generated, batch["source_name"], batch["target_name"], strict=True):
-            write_image(pixels, out / output_name(source, target))
-        bar.update(len(generated))
-    bar.close()
-    return out
+    with tqdm(total=len(todo), desc="generate", unit="img", disable=not progress) as bar:
+        for batch in loader:
+            generated = to_uint8(generate_batch(generator, config, batch, torch_device), quantisation)
+            if strips:
+                sources = to_uint8(batch["source_image"], quantisation)
+                targets = to_uint8(batch["target_image"], quantisation)
+                generated = np.concatenate([sources, targets, generated], axis=2)  # along W
+            names = zip(generated, batch["source_name"], batch["target_name"], strict=True)
+            for pixels, source, target in names:
+                write_image(pixels, out / output_name(source, target))
+            bar.update(len(generated))
+    return Generated(out, written=len(todo), skipped=len(dataset.pairs) - len(todo))

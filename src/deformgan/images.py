@@ -16,6 +16,7 @@ into a run) and turns every image mode Pillow opens into 8-bit RGB, or refuses i
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -23,7 +24,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
-from deformgan.atomic import atomic_writer
+from deformgan.atomic import atomic_writer, default_mode
 from deformgan.errors import InputError
 
 #: Suffixes :func:`write_image` knows, with the format Pillow writes.
@@ -141,6 +142,41 @@ def write_gif(frames: Sequence[np.ndarray | Image.Image], path: str | os.PathLik
         images[0].save(
             handle, format="GIF", save_all=True, append_images=images[1:], duration=round(1000 / fps), loop=0
         )
+    return path
+
+
+VIDEO_FORMATS = (".gif", ".mp4")
+
+
+def write_video(frames: Sequence[np.ndarray], path: str | os.PathLike, fps: float) -> Path:
+    """Write RGB uint8 frames as an animated GIF (looping) or an MP4 (OpenCV's mp4v codec), atomically;
+    the suffix chooses. Any other suffix is an :class:`InputError`."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix == ".gif":
+        return write_gif(frames, path, fps)
+    if suffix != ".mp4":
+        raise InputError(
+            f"{path}: unknown video type {path.suffix!r} (expected one of {', '.join(VIDEO_FORMATS)})"
+        )
+    import cv2
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    height, width = frames[0].shape[:2]
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp.mp4")
+    os.close(fd)
+    try:
+        writer = cv2.VideoWriter(tmp, cv2.VideoWriter_fourcc(*"mp4v"), float(fps), (width, height))
+        if not writer.isOpened():
+            raise InputError(f"{path}: OpenCV cannot write MP4 here (use .gif)")
+        for frame in frames:
+            writer.write(np.ascontiguousarray(frame[..., ::-1]))
+        writer.release()
+        os.chmod(tmp, default_mode())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
     return path
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -55,10 +55,49 @@ def is_present(kp: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
 # Annotation and pairs CSV files
 
 
+#: Coordinates beyond this are not pixel indices of any image (and would overflow later arithmetic).
+MAX_COORDINATE = 1 << 20
+
+
+def _csv_rows(path: Path, header: str, what: str) -> Iterator[tuple[int, str]]:
+    """(row number, line without newline) of a CSV file after its header; blank lines skipped.
+
+    Accepts a UTF-8 byte-order mark (spreadsheets write one); a byte that is not UTF-8, a missing file or
+    a wrong header is an :class:`InputError` naming the file and the row.
+    """
+    if not path.is_file():
+        raise InputError(f"{path}: {what} file not found")
+    with path.open("rb") as f:
+        for row, raw in enumerate(f, start=1):
+            try:
+                line = raw.decode("utf-8-sig" if row == 1 else "utf-8").rstrip("\r\n")
+            except UnicodeDecodeError as error:
+                raise InputError(
+                    f"{path}: row {row}: not UTF-8 text "
+                    f"(byte {raw[error.start]:#04x} at column {error.start + 1})"
+                ) from None
+            if row == 1:
+                if line.strip() != header:
+                    raise InputError(
+                        f"{path}: row 1: expected the header {header!r}, got {line.strip()[:60]!r}"
+                    )
+                continue
+            if line.strip():
+                yield row, line
+
+
+def check_image_name(name: str, where: str) -> str:
+    """An image name from a CSV must be a plain file name inside its dataset folder (no folders, no ``..``,
+    not absolute): otherwise a CSV could make deformgan read or write outside the dataset."""
+    if not name or name in (".", "..") or "/" in name or "\\" in name or "\0" in name:
+        raise InputError(f"{where}: {name[:60]!r} is not a plain image file name (no folders, no '..')")
+    return name
+
+
 def _parse_coordinate_list(text: str, where: str, column: str) -> list[int]:
     try:
         values = json.loads(text)
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):
         raise InputError(f"{where}: {column} is not a list of integers: {text.strip()[:60]!r}") from None
     if (
         not isinstance(values, list)
@@ -68,6 +107,8 @@ def _parse_coordinate_list(text: str, where: str, column: str) -> list[int]:
         raise InputError(
             f"{where}: {column} must be a list of {NUM_JOINTS} integers, got {text.strip()[:60]!r}"
         )
+    if any(abs(v) > MAX_COORDINATE for v in values):
+        raise InputError(f"{where}: {column} has a coordinate beyond {MAX_COORDINATE} pixels")
     return values
 
 
@@ -76,41 +117,32 @@ def read_annotations(path: str | os.PathLike) -> dict[str, np.ndarray]:
     ``pose_utils.load_pose_cords_from_strings`` reads it).
 
     Returns ``{image name: int64 array (18, 2)}`` in **(x, y)** pixel order, -1 for a missing joint.
-    Raises :class:`InputError` naming the file and row for a missing file, a wrong header or a malformed row.
+    Raises :class:`InputError` naming the file and row for a missing file, a wrong header, a row that is not
+    UTF-8, or a malformed row.
     """
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: annotation file not found")
     annotations: dict[str, np.ndarray] = {}
-    with path.open() as f:
-        header = f.readline().strip()
-        if header != ANNOTATION_HEADER:
-            raise InputError(f"{path}: row 1: expected the header {ANNOTATION_HEADER!r}, got {header[:60]!r}")
-        for row, line in enumerate(f, start=2):
-            if not line.strip():
-                continue
-            where = f"{path}: row {row}"
-            fields = line.rstrip("\n").split(":")
-            if len(fields) != 3:
-                raise InputError(
-                    f"{where}: expected 3 colon-separated fields (name:[y...]:[x...]), got {len(fields)}"
-                )
-            name = fields[0].strip()
-            if not name:
-                raise InputError(f"{where}: empty image name")
-            ys = _parse_coordinate_list(fields[1], where, "keypoints_y")
-            xs = _parse_coordinate_list(fields[2], where, "keypoints_x")
-            kp = np.stack([np.asarray(xs, dtype=np.int64), np.asarray(ys, dtype=np.int64)], axis=-1)
-            # A joint is either fully present or fully missing; a lone -1 is not a coordinate.
-            half_missing = (kp[:, 0] == MISSING) != (kp[:, 1] == MISSING)
-            if half_missing.any():
-                joint = JOINT_NAMES[int(np.argmax(half_missing))]
-                raise InputError(f"{where}: joint {joint} has only one coordinate set to -1")
-            if (kp < MISSING).any():
-                raise InputError(f"{where}: negative coordinate other than -1 (missing)")
-            if name in annotations:
-                raise InputError(f"{where}: duplicate image name {name!r}")
-            annotations[name] = kp
+    for row, line in _csv_rows(path, ANNOTATION_HEADER, "annotation"):
+        where = f"{path}: row {row}"
+        fields = line.split(":")
+        if len(fields) != 3:
+            raise InputError(
+                f"{where}: expected 3 colon-separated fields (name:[y...]:[x...]), got {len(fields)}"
+            )
+        name = check_image_name(fields[0].strip(), where)
+        ys = _parse_coordinate_list(fields[1], where, "keypoints_y")
+        xs = _parse_coordinate_list(fields[2], where, "keypoints_x")
+        kp = np.stack([np.asarray(xs, dtype=np.int64), np.asarray(ys, dtype=np.int64)], axis=-1)
+        # A joint is either fully present or fully missing; a lone -1 is not a coordinate.
+        half_missing = (kp[:, 0] == MISSING) != (kp[:, 1] == MISSING)
+        if half_missing.any():
+            joint = JOINT_NAMES[int(np.argmax(half_missing))]
+            raise InputError(f"{where}: joint {joint} has only one coordinate set to -1")
+        if (kp < MISSING).any():
+            raise InputError(f"{where}: negative coordinate other than -1 (missing)")
+        if name in annotations:
+            raise InputError(f"{where}: duplicate image name {name!r}")
+        annotations[name] = kp
     return annotations
 
 
@@ -133,22 +165,13 @@ def write_annotations(path: str | os.PathLike, annotations: Mapping[str, np.ndar
 def read_pairs(path: str | os.PathLike) -> list[tuple[str, str]]:
     """Read a pairs CSV (header ``from,to``) into a list of (source name, target name)."""
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: pairs file not found")
     pairs: list[tuple[str, str]] = []
-    with path.open() as f:
-        header = f.readline().strip()
-        if header != PAIRS_HEADER:
-            raise InputError(f"{path}: row 1: expected the header {PAIRS_HEADER!r}, got {header[:60]!r}")
-        for row, line in enumerate(f, start=2):
-            if not line.strip():
-                continue
-            fields = [s.strip() for s in line.rstrip("\n").split(",")]
-            if len(fields) != 2 or not all(fields):
-                raise InputError(
-                    f"{path}: row {row}: expected two image names 'from,to', got {line.strip()[:80]!r}"
-                )
-            pairs.append((fields[0], fields[1]))
+    for row, line in _csv_rows(path, PAIRS_HEADER, "pairs"):
+        where = f"{path}: row {row}"
+        fields = [s.strip() for s in line.split(",")]
+        if len(fields) != 2 or not all(fields):
+            raise InputError(f"{where}: expected two image names 'from,to', got {line.strip()[:80]!r}")
+        pairs.append((check_image_name(fields[0], where), check_image_name(fields[1], where)))
     return pairs
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -77,6 +78,21 @@ class PoseTransfer:
         generated = self.generator(image.to(self.device).expand(count, -1, -1, -1), cond)
         return to_uint8(generated)
 
+    def render(self, image: ImageLike, source_kp, targets, batch_size: int = 16) -> np.ndarray:
+        """uint8 (T, H, W, 3): the person of ``image`` in each pose of ``targets`` (T, 18, 2) (x, y pixels of
+        the given image, -1 = missing), generated in batches of ``batch_size``."""
+        sequence = np.asarray(targets, dtype=np.float32)
+        if sequence.ndim != 3 or sequence.shape[1:] != (NUM_JOINTS, 2) or len(sequence) == 0:
+            raise InputError(f"targets: expected (T, 18, 2) keypoints with T >= 1, got {sequence.shape}")
+        tensor, source, scale = self._prepare(image, source_kp)
+        poses = self._scale(torch.from_numpy(sequence), scale)
+        return np.concatenate(
+            [
+                self._generate(tensor, source, poses[i : i + batch_size])
+                for i in range(0, len(poses), batch_size)
+            ]
+        )
+
     def transfer(self, image: ImageLike, source_kp, target_kp) -> Image.Image:
         """The person of ``image`` (keypoints ``source_kp``) in pose ``target_kp``, at the model's size.
 
@@ -100,18 +116,61 @@ class PoseTransfer:
 
         Frames are generated in batches of ``batch_size``; the GIF loops forever. Returns the GIF path.
         """
-        sequence = np.asarray(target_kp_sequence, dtype=np.float32)
-        if sequence.ndim != 3 or sequence.shape[1:] != (NUM_JOINTS, 2) or len(sequence) == 0:
-            raise InputError(
-                f"target_kp_sequence: expected (T, 18, 2) keypoints with T >= 1, got {sequence.shape}"
-            )
         if fps <= 0:
             raise InputError(f"fps: expected > 0, got {fps}")
-        tensor, source, scale = self._prepare(image, source_kp)
-        targets = self._scale(torch.from_numpy(sequence), scale)
-        frames = [
-            frame
-            for start in range(0, len(targets), batch_size)
-            for frame in self._generate(tensor, source, targets[start : start + batch_size])
-        ]
-        return write_gif(frames, out_gif, fps)
+        return write_gif(list(self.render(image, source_kp, target_kp_sequence, batch_size)), out_gif, fps)
+
+
+# ----------------------------------------------------------------------------------------------
+# Users' own photos and videos (the pose estimator of deformgan.pose)
+
+
+@dataclass
+class Person:
+    """A person framed for a model: the frame image uint8 (H, W, 3) at the model's size, its keypoints
+    (18, 2) (x, y frame pixels, -1 = missing), and the photo framing (None when the image was used as is)."""
+
+    image: np.ndarray
+    keypoints: np.ndarray
+    framing: object | None = None
+    photo: np.ndarray | None = None
+
+
+def person_from_photo(path: str | os.PathLike, size: tuple[int, int], model=None) -> Person:
+    """Find and frame the person of a photo of any size (:func:`deformgan.pose.frame_person`); the pose
+    model is ``deformgan.pose.BlazePose`` (fetched with ``deformgan weights pose``)."""
+    from deformgan.images import read_image
+    from deformgan.pose import frame_person
+
+    photo = read_image(path)
+    framed = frame_person(photo, size, model, where=str(path))
+    return Person(framed.image, framed.keypoints, framed.framing, photo)
+
+
+def poses_from_video(
+    path: str | os.PathLike, size: tuple[int, int], fps: float | None = None, model=None
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """The person of a video (or a folder of frames) followed frame by frame: (driving frames framed like
+    the model's crops uint8 (T, H, W, 3), their keypoints (T, 18, 2) smoothed and gap-filled, fps)."""
+    from deformgan.pose import frame_sequence, read_frames
+
+    frames = read_frames(path)
+    rate = fps or frames.fps
+    if rate is None:
+        raise InputError(f"{path}: a folder of frames has no frame rate; pass --fps")
+    framed = frame_sequence(frames.images, size, rate, model)
+    return np.stack(framed.images), np.asarray(framed.keypoints), rate
+
+
+def side_by_side(*columns: np.ndarray, scale: int = 2) -> list[np.ndarray]:
+    """Frames of several (T, H, W, 3) uint8 sequences placed side by side, enlarged ``scale`` times
+    (nearest, so pixels stay visible)."""
+    strips = np.concatenate(columns, axis=2)
+    return [np.kron(frame, np.ones((scale, scale, 1), np.uint8)) for frame in strips]
+
+
+def skeleton_frames(keypoints: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """(T, 18, 2) keypoints -> uint8 (T, H, W, 3) skeleton drawings on black."""
+    from deformgan.keypoints import draw_skeleton
+
+    return np.stack([draw_skeleton(kp, size, radius=2, thickness=2) for kp in keypoints])

@@ -19,7 +19,7 @@ import json
 import os
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -78,12 +78,18 @@ def parse_pair_name(filename: str, known: Iterable[str] | None = None) -> tuple[
 
 @dataclass
 class GeneratedSet:
-    """Images to score: ``pairs`` [(from, to)], ``generated`` uint8 (N,H,W,3), ``target`` uint8 or None."""
+    """Images to score: ``pairs`` [(from, to)], ``generated`` uint8 (N,H,W,3), ``target`` uint8 or None.
+
+    ``missing``: requested pairs without an image in the folder; ``extra``: image files of the folder that
+    no requested pair names (both empty when every image of the folder is scored).
+    """
 
     pairs: list[tuple[str, str]]
     files: list[Path]
     generated: np.ndarray
     target: np.ndarray | None
+    missing: list[tuple[str, str]] = field(default_factory=list)
+    extra: list[str] = field(default_factory=list)
 
 
 def read_generated(
@@ -94,7 +100,8 @@ def read_generated(
     known: Iterable[str] | None = None,
     progress: bool = False,
 ) -> GeneratedSet:
-    """Read the generated PNGs of ``folder`` (all of them, or those of ``pairs``), in file-name order.
+    """Read the generated PNGs of ``folder``: all of them in file-name order, or those of ``pairs`` in their
+    order (pairs without an image and images of no pair are listed in ``missing`` / ``extra``).
 
     With ``triplets=True`` each strip is cut into three equal widths and the target (middle) and generated
     (right) images are returned.
@@ -108,13 +115,19 @@ def read_generated(
             raise InputError(f"{folder}: no .png images (expected <from>_<to>.png files)")
         names = [parse_pair_name(f.name, known) for f in files]
     else:
-        names = [tuple(p) for p in pairs]
-        files = [folder / f"{a}_{b}.png" for a, b in names]
-        absent = [f for f in files if not f.is_file()]
-        if absent:
+        wanted = [tuple(p) for p in pairs]
+        names = [p for p in wanted if (folder / f"{p[0]}_{p[1]}.png").is_file()]
+        missing = [p for p in wanted if p not in set(names)]
+        named = {f"{a}_{b}.png" for a, b in wanted}
+        extra = sorted(p.name for p in folder.iterdir() if p.suffix.lower() == ".png" and p.name not in named)
+        if not names:
             raise InputError(
-                f"{absent[0]}: generated image not found ({len(absent)} of {len(files)} pairs missing)"
+                f"{folder}: none of the {len(wanted)} requested pairs has an image "
+                f"(expected e.g. {wanted[0][0]}_{wanted[0][1]}.png)"
+                if wanted
+                else f"{folder}: no pairs requested"
             )
+        files = [folder / f"{a}_{b}.png" for a, b in names]
     generated, targets = [], []
     shape = None
     for path in _maybe_tqdm(files, progress, "read"):
@@ -136,6 +149,8 @@ def read_generated(
         files=files,
         generated=np.stack(generated),
         target=np.stack(targets) if triplets else None,
+        missing=missing if pairs is not None else [],
+        extra=extra if pairs is not None else [],
     )
 
 
@@ -407,7 +422,9 @@ def evaluate(
     data: dataset root (reference layout, :func:`deformgan.data.find_layout`): target images (train, then
     test folder), keypoints (all annotation CSVs) and the training images for FID. annotations: CSV
     file(s) used instead of the dataset's for the keypoints. pairs: pairs CSV or list restricting the
-    evaluation (default: every PNG in the folder). dataset: preset name of :data:`deformgan.data.PRESETS`
+    evaluation (default: the dataset's test pairs with ``data``, else every PNG in the folder; requested
+    pairs without an image are reported under ``meta.missing``, images of no pair under ``meta.extra``,
+    and the scores are on the pairs present). dataset: preset name of :data:`deformgan.data.PRESETS`
     (checks the image size; "deepfashion-176" shifts keypoints by x - 40); default: inferred from the
     size. out: folder receiving ``metrics.json`` and ``metrics.md`` (written atomically). weights: file or
     folder of pretrained weights. metrics: subset of :data:`METRICS`.
@@ -421,8 +438,15 @@ def evaluate(
         list(annotations) if annotations else (layout.existing_annotation_files() if layout else [])
     )
     keypoints = _read_keypoint_files(annotation_files) if annotation_files else None
+    pairs_source = "every image of the folder"
     if isinstance(pairs, (str, os.PathLike)):
+        pairs_source = str(pairs)
         pairs = read_pairs(pairs)
+    elif pairs is not None:
+        pairs_source = "the given pairs"
+    elif layout is not None and layout.pairs_files["test"].is_file():
+        pairs_source = f"the dataset's test pairs ({layout.pairs_files['test']})"
+        pairs = read_pairs(layout.pairs_files["test"])
 
     images = read_generated(generated, triplets=triplets, pairs=pairs, known=keypoints, progress=progress)
     size = images.generated.shape[1:3]
@@ -450,6 +474,12 @@ def evaluate(
     results["meta"] = {
         "generated": str(generated),
         "pairs": len(images.pairs),
+        "pairs_source": pairs_source,
+        "missing": {
+            "count": len(images.missing),
+            "examples": [f"{a}_{b}.png" for a, b in images.missing[:5]],
+        },
+        "extra": {"count": len(images.extra), "examples": images.extra[:5]},
         "triplets": triplets,
         "image_size": list(size),
         "lpips_fid_size": list(modern),

@@ -59,8 +59,12 @@ NUM_CAMERAS = 6
 _IDENTITY_STREAM, _IMAGE_STREAM = 0, 1
 
 
+MAX_SIDE = 2048
+
+
 def parse_size(size: str | tuple[int, int] | list[int]) -> tuple[int, int]:
-    """``"128x64"`` or ``(128, 64)`` -> (H, W); raises InputError unless both are positive integers >= 16."""
+    """``"128x64"`` or ``(128, 64)`` -> (H, W); raises InputError unless both are integers in [16, 2048]
+    (the field works at 128x64 to 256x256; 2048 keeps one image's buffers under a few hundred MB)."""
     if isinstance(size, str):
         match = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", size)
         if match is None:
@@ -75,6 +79,8 @@ def parse_size(size: str | tuple[int, int] | list[int]) -> tuple[int, int]:
             raise InputError(f"size: expected integer (H, W), got {size!r}")
     if height < 16 or width < 16:
         raise InputError(f"size: expected H and W of at least 16 pixels, got {height}x{width}")
+    if height > MAX_SIDE or width > MAX_SIDE:
+        raise InputError(f"size: expected H and W of at most {MAX_SIDE} pixels, got {height}x{width}")
     return height, width
 
 

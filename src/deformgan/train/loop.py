@@ -10,6 +10,9 @@ rank), so a run stopped at iteration k and resumed ends bit-identical to an unin
 from __future__ import annotations
 
 import os
+import signal
+import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -19,6 +22,7 @@ from tqdm.auto import tqdm
 
 from deformgan.conditioning import conditioning_for
 from deformgan.config import Config
+from deformgan.errors import Interrupted, RunFailed
 from deformgan.objective import discriminator_objective
 from deformgan.runtime import seed_of
 from deformgan.train.distributed import all_agree
@@ -87,6 +91,47 @@ def generator_step(
     return {k: v.detach() for k, v in terms.items()}
 
 
+class _StopRequest:
+    """SIGINT / SIGTERM while training: the first one asks the loop to stop after the current iteration
+    and checkpoint; a second one interrupts at once (the checkpoint writes are atomic either way)."""
+
+    def __init__(self):
+        self.signal: int | None = None
+        self._previous: dict[int, object] = {}
+
+    def __enter__(self) -> _StopRequest:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame) -> None:
+        if self.signal is not None:
+            raise KeyboardInterrupt
+        self.signal = signum
+        print(
+            "\nstopping after this iteration and saving a checkpoint (again to stop at once)", file=sys.stderr
+        )
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def _check_finite(meter: TermMeter, plan, last_saved: int, context) -> None:
+    """Stop every rank (RunFailed) once a loss went NaN/inf: that state is never logged or checkpointed."""
+    bad = meter.first_non_finite()
+    if all_agree(bad is not None, context):
+        step, term = bad if bad is not None else (-1, "a loss on another rank")
+        kept = (
+            f"the last checkpoint, step {last_saved}, is intact" if last_saved >= 0 else "nothing was saved"
+        )
+        raise RunFailed(
+            f"{plan.run_dir}: {term} became non-finite at iteration {step + 1}; training stopped and {kept} "
+            "(lower train.lr or check the data)"
+        )
+
+
 def train(
     config: Config | str | os.PathLike | None,
     data_dir: str | os.PathLike | None,
@@ -94,6 +139,7 @@ def train(
     iterations: int | None = None,
     resume: str | os.PathLike | None = None,
     *,
+    overwrite: bool = False,
     progress: bool = True,
     time_budget_s: float | None = None,
     tensorboard: bool = True,
@@ -103,13 +149,15 @@ def train(
 
     config: a Config or a YAML path (must equal the saved one when resuming, but for the iteration count).
     data_dir: dataset root in the field's layout (default: ``data.root``, or the path saved in the resumed
-    checkpoint). out_dir: run folder (default with resume: the resumed folder). iterations: the TOTAL
-    number of iterations (default ``train.iterations``); a resumed run continues to it. resume: a run
-    folder or ``ckpt-*`` folder: the saved config, data path, weights and optimiser states are restored.
-    time_budget_s: stop early (checkpointing) once the loop has run this long. on_log: called with
-    (step, logged values) on rank 0.
+    checkpoint). out_dir: run folder (default with resume: the resumed run's folder); a folder that already
+    holds something is refused unless ``resume`` continues it or ``overwrite`` starts it anew. iterations:
+    the TOTAL number of iterations (default ``train.iterations``); a resumed run continues to it. resume:
+    a run folder or one of its ``ckpt-*`` folders (newer checkpoints are then set aside). time_budget_s:
+    stop early (checkpointing) once the loop has run this long. on_log: called with (step, logged values)
+    on rank 0. Ctrl-C / SIGTERM stop after the current iteration with a checkpoint (:class:`Interrupted`);
+    a non-finite loss stops the run without checkpointing it (:class:`RunFailed`).
     """
-    plan = plan_run(config, data_dir, out_dir, iterations, resume)
+    plan = plan_run(config, data_dir, out_dir, iterations, resume, overwrite)
     session = start_session(plan, tensorboard)
     config, tc, nets, device = plan.config, plan.config.train, session.nets, session.device
     main = session.context.is_main
@@ -122,42 +170,54 @@ def train(
         disable=not (progress and main),
     )
     step, last_saved = plan.start_step, plan.start_step if plan.checkpoint is not None else -1
-    try:
-        if main and step == 0 and tc.sample_every > 0:
-            session.write_samples(0)
-        loop_start = time.perf_counter()
-        nets.generator.train()
-        nets.discriminator.train()
-        while step < plan.total:
-            tick = time.perf_counter()
-            torch.manual_seed(seed_of(tc.seed, step, session.context.rank))  # this iteration's dropout noise
-            real, fake_side, g_side = (session.next_batch() for _ in ROLES)
-            terms = discriminator_step(nets, config, real, fake_side, device)
-            terms |= generator_step(nets, config, g_side, device)
-            step += 1
-            meter.add(terms, time.perf_counter() - tick)
-            bar.update(1)
+    with _StopRequest() as stop:
+        try:
+            if main and step == 0 and tc.sample_every > 0:
+                session.write_samples(0)
+            loop_start = time.perf_counter()
+            nets.generator.train()
+            nets.discriminator.train()
+            while step < plan.total:
+                tick = time.perf_counter()
+                torch.manual_seed(seed_of(tc.seed, step, session.context.rank))  # this iteration's dropout
+                real, fake_side, g_side = (session.next_batch() for _ in ROLES)
+                terms = discriminator_step(nets, config, real, fake_side, device)
+                terms |= generator_step(nets, config, g_side, device)
+                step += 1
+                meter.add(terms, time.perf_counter() - tick, step - 1)
+                bar.update(1)
 
-            # Maintenance: rank 0 writes; every rank reaches the same decisions.
-            out_of_time = time_budget_s is not None and time.perf_counter() - loop_start >= time_budget_s
-            last = step == plan.total or out_of_time
-            if main and (step % tc.log_every == 0 or last):
-                values = meter.flush()
-                session.log.write(step, values)
-                d_loss = values["loss/D/real"] + values["loss/D/fake"]
-                bar.set_postfix(G=f"{values['loss/G/total']:.3g}", D=f"{d_loss:.3g}", refresh=False)
-                if on_log is not None:
-                    on_log(step, values)
-            if main and tc.sample_every > 0 and (step % tc.sample_every == 0 or last):
-                session.write_samples(step)
-            if main and tc.checkpoint_every > 0 and step % tc.checkpoint_every == 0:
-                save_training_state(nets, plan, step)
+                # Maintenance: rank 0 writes; every rank reaches the same decisions.
+                out_of_time = time_budget_s is not None and time.perf_counter() - loop_start >= time_budget_s
+                stopping = all_agree(out_of_time or stop.signal is not None, session.context)
+                last = step == plan.total or stopping
+                checkpoint_due = tc.checkpoint_every > 0 and step % tc.checkpoint_every == 0
+                if step % tc.log_every == 0 or last or checkpoint_due:
+                    _check_finite(meter, plan, last_saved, session.context)
+                if main and (step % tc.log_every == 0 or last):
+                    values = meter.flush()
+                    session.log.write(step, values)
+                    d_loss = values["loss/D/real"] + values["loss/D/fake"]
+                    bar.set_postfix(G=f"{values['loss/G/total']:.3g}", D=f"{d_loss:.3g}", refresh=False)
+                    if on_log is not None:
+                        on_log(step, values)
+                if main and tc.sample_every > 0 and (step % tc.sample_every == 0 or last):
+                    session.write_samples(step)
+                if main and checkpoint_due:
+                    save_training_state(nets, plan, step)
+                    last_saved = step
+                if stopping:
+                    break
+            if main and last_saved != step:
+                save_training_state(nets, plan, step)  # always checkpoint at the end (checked above)
                 last_saved = step
-            if all_agree(out_of_time, session.context):
-                break
-        if main and last_saved != step:
-            save_training_state(nets, plan, step)  # always checkpoint at the end
-    finally:
-        bar.close()
-        session.close()
+        finally:
+            bar.close()
+            session.close()
+    if stop.signal is not None:
+        name = signal.Signals(stop.signal).name
+        raise Interrupted(
+            f"{name}: stopped at iteration {step} with a checkpoint in {plan.run_dir}; "
+            f"continue with: deformgan train --resume {plan.run_dir}"
+        )
     return plan.run_dir

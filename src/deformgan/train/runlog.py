@@ -93,12 +93,26 @@ class TermMeter:
     def __init__(self, device: torch.device):
         self._sums = {k: torch.zeros((), device=device) for k in LOG_KEYS if k != "time/step"}
         self._steps, self._seconds = 0, 0.0
+        # The first iteration whose terms were not all finite, and which term: kept on the device, so that
+        # watching for divergence costs no synchronisation per iteration.
+        self._bad_step = torch.full((), -1, dtype=torch.long, device=device)
+        self._bad_term = torch.full((), -1, dtype=torch.long, device=device)
 
-    def add(self, terms: dict[str, torch.Tensor], seconds: float) -> None:
-        for key, value in terms.items():
-            self._sums[key] += value.float()
+    def add(self, terms: dict[str, torch.Tensor], seconds: float, step: int) -> None:
+        values = torch.stack([terms[k].float() for k in self._sums])
+        for key, value in zip(self._sums, values, strict=True):
+            self._sums[key] += value
+        bad = ~torch.isfinite(values)
+        first = (self._bad_step < 0) & bad.any()
+        self._bad_step = torch.where(first, step, self._bad_step)
+        self._bad_term = torch.where(first, bad.long().argmax(), self._bad_term)
         self._steps += 1
         self._seconds += seconds
+
+    def first_non_finite(self) -> tuple[int, str] | None:
+        """(iteration, term name) of the first non-finite term so far, or None (one device sync)."""
+        step = int(self._bad_step)
+        return None if step < 0 else (step, list(self._sums)[int(self._bad_term)])
 
     def flush(self) -> dict[str, float]:
         values = {k: float(v) / self._steps for k, v in self._sums.items()}

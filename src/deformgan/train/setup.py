@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
+import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,32 +15,79 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
-from deformgan.checkpoint import Checkpoint, find_checkpoint, load_checkpoint, save_checkpoint
+from deformgan.atomic import atomic_write_text
+from deformgan.checkpoint import (
+    LATEST_FILE,
+    Checkpoint,
+    clean_run_folder,
+    find_checkpoint,
+    list_checkpoints,
+    load_checkpoint,
+    save_checkpoint,
+)
 from deformgan.config import CONFIG_FILE, Config, config_from_dict, load_config, save_config
 from deformgan.data import PairDataset, find_layout
 from deformgan.errors import InputError
-from deformgan.models import Discriminator, Generator, build_discriminator, build_generator
+from deformgan.models import Discriminator, Generator, build_discriminator, build_generator, load_weights
 from deformgan.objective import GeneratorObjective
 from deformgan.runtime import resolve_device, seed_of
 from deformgan.train.distributed import Distributed, setup_distributed, training_device
-from deformgan.train.runlog import RunLog
+from deformgan.train.runlog import LOG_FILE, RunLog
 from deformgan.train.sampler import PairBatchSampler
 from deformgan.train.samples import sample_batch, write_samples
+
+#: Files that mark a folder as a deformgan run folder (``--overwrite`` deletes only such folders).
+RUN_MARKERS = (CONFIG_FILE, LATEST_FILE, LOG_FILE)
+SET_ASIDE_DIR = "set-aside"
 
 
 @dataclass
 class RunPlan:
-    """A resolved request to train: config, dataset folder, run folder, and the checkpoint to resume."""
+    """A resolved request to train: config, dataset folder, run folder, and the checkpoint to resume.
+
+    ``overwrite``: the run folder holds an old run that is deleted once the new one is known to start.
+    ``set_aside``: checkpoints newer than the resumed one, moved to ``<run>/set-aside/`` at the start.
+    """
 
     config: Config
     data_dir: Path
     run_dir: Path
     total: int  # the TOTAL number of iterations the run goes to
     checkpoint: Checkpoint | None = None
+    overwrite: bool = False
+    set_aside: list[Path] = dataclasses.field(default_factory=list)
 
     @property
     def start_step(self) -> int:
         return self.checkpoint.step if self.checkpoint is not None else 0
+
+
+def is_run_folder(folder: Path) -> bool:
+    """The folder holds a deformgan run (a config, a ``latest`` pointer, a log or a checkpoint)."""
+    return folder.is_dir() and (
+        any((folder / marker).exists() for marker in RUN_MARKERS) or bool(list_checkpoints(folder))
+    )
+
+
+def _describe_run(folder: Path) -> str:
+    checkpoints = list_checkpoints(folder)
+    return f"a run (newest checkpoint {checkpoints[-1].name})" if checkpoints else "files"
+
+
+def _resume_checkpoint(resume: Path) -> tuple[Checkpoint, Path]:
+    """Load the checkpoint to resume and find its run folder: a run folder -> its newest checkpoint; a
+    ``ckpt-*`` folder -> that checkpoint, continued in the run folder that holds it."""
+    folder = find_checkpoint(resume)
+    run_dir = folder.parent if folder != resume or is_run_folder(resume.parent) else folder
+    if folder == resume and not is_run_folder(resume.parent):
+        run_dir = resume  # a lone checkpoint folder: the run continues beside it, in a new folder
+    try:
+        checkpoint = load_checkpoint(folder)
+    except InputError as error:
+        older = [p for p in list_checkpoints(run_dir) if p.name < folder.name]
+        hint = f"; resume from an older checkpoint instead: --resume {older[-1]}" if older else ""
+        raise InputError(f"{error}{hint}") from None
+    return checkpoint, run_dir
 
 
 def plan_run(
@@ -46,11 +96,18 @@ def plan_run(
     out_dir: str | os.PathLike | None,
     iterations: int | None,
     resume: str | os.PathLike | None,
+    overwrite: bool = False,
 ) -> RunPlan:
-    """Resolve the arguments of :func:`deformgan.train.train` into a :class:`RunPlan` (nothing written)."""
-    checkpoint = None
+    """Resolve the arguments of :func:`deformgan.train.train` into a :class:`RunPlan` (nothing written).
+
+    Nothing is lost: a run folder that already holds something is refused unless the run resumes it or
+    ``overwrite`` asks for a clean start (and only a folder that holds a deformgan run is overwritten).
+    """
+    checkpoint, set_aside = None, []
+    if resume is not None and overwrite:
+        raise InputError("--resume and --overwrite: choose one (continue the run, or start it anew)")
     if resume is not None:
-        checkpoint = load_checkpoint(find_checkpoint(resume))
+        checkpoint, resumed_dir = _resume_checkpoint(Path(resume))
         saved = config_from_dict(checkpoint.config)
         if config is not None:
             given = config if isinstance(config, Config) else load_config(config)
@@ -63,7 +120,11 @@ def plan_run(
                 )
         config = saved
         data_dir = data_dir if data_dir is not None else checkpoint.data_dir
-        out_dir = out_dir if out_dir is not None else Path(resume)
+        if out_dir is None or Path(out_dir).resolve() == resumed_dir.resolve():
+            out_dir = resumed_dir
+            set_aside = [p for p in list_checkpoints(resumed_dir) if p.name > checkpoint.path.name]
+        elif Path(out_dir).exists() and (not Path(out_dir).is_dir() or any(Path(out_dir).iterdir())):
+            raise InputError(f"{out_dir}: not empty; a resumed run continues in its own folder or a new one")
     elif config is None:
         raise InputError("train: pass a config (or resume= a run folder)")
     elif not isinstance(config, Config):
@@ -75,16 +136,62 @@ def plan_run(
     find_layout(data_dir, config.data.prefix)  # wrong data path -> InputError before anything is built
     if out_dir is None:
         raise InputError("train: pass out_dir (the run folder)")
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out}: is a file, expected a run folder (a new or empty folder)")
+    if checkpoint is None and out.is_dir() and any(out.iterdir()):
+        if not overwrite:
+            raise InputError(
+                f"{out}: already holds {_describe_run(out)}; continue it with --resume {out}, start it anew "
+                "with --overwrite, or choose another folder"
+            )
+        if not is_run_folder(out):
+            raise InputError(
+                f"{out}: --overwrite deletes only a deformgan run folder; this one holds other files"
+            )
     total = config.train.iterations if iterations is None else int(iterations)
     if total < 0:
         raise InputError(f"iterations: expected >= 0, got {total}")
-    plan = RunPlan(config, Path(data_dir), Path(out_dir), total, checkpoint)
+    plan = RunPlan(
+        config, Path(data_dir), out, total, checkpoint, overwrite and checkpoint is None, set_aside
+    )
     if total < plan.start_step:
         raise InputError(
             f"iterations: {total} is below the resumed checkpoint's step {plan.start_step} "
             "(it counts the total)"
         )
     return plan
+
+
+def prepare_run_folder(plan: RunPlan) -> list[str]:
+    """Rank 0, once the run is known to start: empty an overwritten folder, remove what interrupted writes
+    left, set newer checkpoints aside (so that ``latest`` can never jump past the resumed one). Returns
+    notes for the user."""
+    notes = []
+    run_dir = plan.run_dir
+    if plan.overwrite:
+        for entry in run_dir.iterdir():
+            shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
+        notes.append(f"{run_dir}: old run deleted (--overwrite)")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    cleaned = clean_run_folder(run_dir)
+    if cleaned:
+        notes.append(f"{run_dir}: removed leftovers of an interrupted write: {', '.join(cleaned)}")
+    if plan.set_aside:
+        target = run_dir / SET_ASIDE_DIR
+        target.mkdir(exist_ok=True)
+        for folder in plan.set_aside:
+            destination = target / folder.name
+            if destination.exists():
+                destination = target / f"{folder.name}.{int(time.time())}"
+            os.replace(folder, destination)
+        names = ", ".join(p.name for p in plan.set_aside)
+        notes.append(
+            f"resuming from {plan.checkpoint.path.name}: newer checkpoints set aside in {target} ({names})"
+        )
+    if plan.checkpoint is not None:
+        atomic_write_text(run_dir / LATEST_FILE, plan.checkpoint.path.name + "\n", fsync=True)
+    return notes
 
 
 @dataclass
@@ -126,10 +233,15 @@ def build_networks(
         for name in ("generator", "discriminator")
     }
     if checkpoint is not None:
-        generator.load_state_dict(checkpoint.generator)
-        discriminator.load_state_dict(checkpoint.discriminator)
-        opt_g.load_state_dict(checkpoint.optimizers["generator"])
-        opt_d.load_state_dict(checkpoint.optimizers["discriminator"])
+        load_weights(generator, checkpoint.generator, f"{checkpoint.path}: generator")
+        load_weights(discriminator, checkpoint.discriminator, f"{checkpoint.path}: discriminator")
+        for name, optimizer in (("generator", opt_g), ("discriminator", opt_d)):
+            try:
+                optimizer.load_state_dict(checkpoint.optimizers[name])
+            except (ValueError, KeyError, TypeError, RuntimeError) as error:
+                raise InputError(
+                    f"{checkpoint.path}: the {name} optimiser state does not fit ({error})"
+                ) from None
         for name, scaler in scalers.items():
             if scaler.is_enabled() and f"scaler/{name}" in checkpoint.extra:
                 scaler.load_state_dict(checkpoint.extra[f"scaler/{name}"])
@@ -217,8 +329,10 @@ def start_session(plan: RunPlan, tensorboard: bool) -> Session:
     )
     session = Session(plan, context, owns_group, device, nets, iter(loader))
     if context.is_main:
-        plan.run_dir.mkdir(parents=True, exist_ok=True)
+        session.samples = sample_batch(plan.data_dir, config, dataset)
+        # Everything that can fail on the user's input has run: only now touch the run folder.
+        for note in prepare_run_folder(plan):
+            print(note, file=sys.stderr)
         save_config(config, plan.run_dir / CONFIG_FILE)
         session.log = RunLog(plan.run_dir, plan.start_step, tensorboard=tensorboard)
-        session.samples = sample_batch(plan.data_dir, config, dataset)
     return session
