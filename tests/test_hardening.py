@@ -1,0 +1,396 @@
+"""Nothing lost, nothing silently wrong, no tracebacks: each rule for every command a user runs.
+
+The commands run in-process through ``deformgan.cli.main`` (what the console script calls): a failure must
+be ``SystemExit`` with status 2 (bad input) or 1 (a run that cannot go on) and exactly one ``error:`` line
+on stderr; anything else escaping ``main`` (a traceback) fails the test.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from test_train import make_tiny_dataset, tiny_config
+
+from deformgan import cli
+from deformgan.checkpoint import list_checkpoints, load_checkpoint
+from deformgan.errors import InputError, RunFailed
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def run_main(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
+    """Run ``deformgan ARGS`` in-process -> (exit status, stdout, stderr)."""
+    monkeypatch.setattr(sys, "argv", ["deformgan", *map(str, args)])
+    try:
+        cli.main()
+        code = 0
+    except SystemExit as exit_:
+        code = exit_.code if isinstance(exit_.code, int) else 1
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def assert_one_line_error(code: int, err: str, status: int = 2, fragment: str = "") -> None:
+    lines = [line for line in err.splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("error: ")]
+    assert code == status, err
+    assert len(errors) == 1 and "Traceback" not in err, err
+    assert fragment in errors[0], errors[0]
+
+
+def tree(folder: Path) -> dict[str, str]:
+    """{relative path: sha256 (files) or 'dir'} of everything under ``folder``."""
+    out = {}
+    for path in sorted(folder.rglob("*")):
+        key = str(path.relative_to(folder))
+        out[key] = "dir" if path.is_dir() else hashlib.sha256(path.read_bytes()).hexdigest()
+    return out
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    return make_tiny_dataset(tmp_path_factory.mktemp("data"))
+
+
+@pytest.fixture
+def config_file(tmp_path) -> Path:
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(tiny_config(iterations=2, sample_every=0, checkpoint_every=1).to_dict()))
+    return path
+
+
+def _train(monkeypatch, capsys, config_file: Path, dataset: Path, run: Path, *extra: str):
+    return run_main(
+        monkeypatch, capsys, "train", "--config", config_file, "--data", dataset, "--out", run, *extra
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# Nothing is lost
+
+
+def test_a_run_folder_is_never_restarted_by_accident(monkeypatch, capsys, tmp_path, dataset, config_file):
+    run = tmp_path / "run"
+    code, _, err = _train(monkeypatch, capsys, config_file, dataset, run)
+    assert code == 0, err
+    before = tree(run)
+    code, _, err = _train(monkeypatch, capsys, config_file, dataset, run)
+    assert_one_line_error(code, err, fragment="already holds a run (newest checkpoint ckpt-00000002)")
+    assert tree(run) == before  # no log row, config or checkpoint touched
+    # A start that fails later (a dataset without the prefix) touches nothing either, even with --overwrite.
+    code, _, err = _train(monkeypatch, capsys, config_file, tmp_path / "nowhere", run, "--overwrite")
+    assert_one_line_error(code, err, fragment="dataset folder not found")
+    assert tree(run) == before
+    # --overwrite starts clean: one fresh history, no checkpoint of the old run left.
+    code, _, err = _train(monkeypatch, capsys, config_file, dataset, run, "--overwrite", "train.iterations=1")
+    assert code == 0, err
+    assert [p.name for p in list_checkpoints(run)] == ["ckpt-00000001"]
+    assert [line.split(",")[0] for line in (run / "log.csv").read_text().splitlines()] == ["step", "1"]
+    # --overwrite never deletes a folder that is not a run.
+    other = tmp_path / "photos"
+    other.mkdir()
+    (other / "me.jpg").write_bytes(b"precious")
+    code, _, err = _train(monkeypatch, capsys, config_file, dataset, other, "--overwrite")
+    assert_one_line_error(code, err, fragment="--overwrite deletes only a deformgan run folder")
+    assert (other / "me.jpg").read_bytes() == b"precious"
+    code, _, err = _train(monkeypatch, capsys, config_file, dataset, other / "me.jpg")
+    assert_one_line_error(code, err, fragment="is a file")
+
+
+def test_resuming_an_older_checkpoint_continues_the_run_in_its_folder(
+    monkeypatch, capsys, tmp_path, dataset, config_file
+):
+    run = tmp_path / "run"
+    assert (
+        _train(
+            monkeypatch, capsys, config_file, dataset, run, "train.iterations=3", "train.keep_checkpoints=5"
+        )[0]
+        == 0
+    )
+    code, _, err = run_main(
+        monkeypatch, capsys, "train", "--resume", run / "ckpt-00000001", "--iterations", 3
+    )
+    assert code == 0, err
+    assert "newer checkpoints set aside" in err
+    assert sorted(p.name for p in (run / "set-aside").iterdir()) == ["ckpt-00000002", "ckpt-00000003"]
+    assert (run / "ckpt-00000001" / "state.json").is_file()  # the resumed checkpoint stays
+    assert load_checkpoint(run).step == 3 and (run / "latest").read_text().strip() == "ckpt-00000003"
+    steps = [line.split(",")[0] for line in (run / "log.csv").read_text().splitlines()]
+    assert steps == ["step", "1", "2", "3"]  # the set-aside history's rows were replaced, not duplicated
+    # The run folder's own newest checkpoint unreadable: the error names an older one to resume from.
+    (run / "ckpt-00000003" / "generator.safetensors").write_bytes(b"\0" * 64)
+    code, _, err = run_main(monkeypatch, capsys, "train", "--resume", run)
+    assert_one_line_error(code, err, fragment="resume from an older checkpoint instead: --resume")
+    assert "ckpt-00000002" in err or "ckpt-00000001" in err
+
+
+def test_checkpoint_write_error_is_one_line_and_keeps_the_previous(monkeypatch, tmp_path, dataset):
+    """A full disk (here: a write that fails with ENOSPC) stops training with RunFailed naming the intact
+    previous checkpoint; the temp folder is removed."""
+    from deformgan import checkpoint as ckpt
+    from deformgan.train import train
+
+    config = tiny_config(iterations=3, sample_every=0, checkpoint_every=1)
+    real = ckpt.save_file
+    calls = {"n": 0}
+
+    def full_disk(tensors, filename, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] > 6:  # the first two checkpoints (3 tensor files each) succeed
+            raise OSError(28, "No space left on device")
+        return real(tensors, filename, *args, **kwargs)
+
+    monkeypatch.setattr(ckpt, "save_file", full_disk)
+    with pytest.raises(
+        RunFailed, match="could not write the checkpoint of step 3 .*No space left.*ckpt-00000002 is intact"
+    ):
+        train(config, dataset, tmp_path / "run", progress=False, tensorboard=False)
+    assert (tmp_path / "run" / "latest").read_text().strip() == "ckpt-00000002"
+    assert not [p for p in (tmp_path / "run").iterdir() if p.name.startswith(".")]
+
+
+def test_leftovers_of_killed_writes_are_cleaned_at_the_next_start(
+    monkeypatch, capsys, tmp_path, dataset, config_file
+):
+    run = tmp_path / "run"
+    assert _train(monkeypatch, capsys, config_file, dataset, run, "train.iterations=1")[0] == 0
+    (run / ".ckpt-00000002.x.tmp").mkdir()  # a kill while writing
+    (run / ".ckpt-00000000.deleting").mkdir()  # a kill while pruning
+    (run / ".latest.abc.tmp").write_text("ckpt-00000002")
+    (run / "ckpt-00000000").mkdir()  # half-deleted by an older version
+    code, _, err = run_main(monkeypatch, capsys, "train", "--resume", run, "--iterations", 2)
+    assert code == 0, err
+    assert "removed leftovers of an interrupted write" in err
+    assert sorted(p.name for p in run.iterdir() if p.name.startswith((".", "ckpt-00000000"))) == []
+
+
+def test_demo_refuses_a_used_folder(monkeypatch, capsys, tmp_path):
+    out = tmp_path / "demo"
+    out.mkdir()
+    (out / "demo.json").write_text("{}")
+    code, _, err = run_main(monkeypatch, capsys, "demo", "--out", out)
+    assert_one_line_error(code, err, fragment="not empty (an earlier demo?)")
+    (out / "thesis.pdf").write_text("x")
+    code, _, err = run_main(monkeypatch, capsys, "demo", "--out", out, "--overwrite")
+    assert_one_line_error(code, err, fragment="replaces only a demo folder; this one also holds thesis.pdf")
+    assert (out / "thesis.pdf").exists()
+    code, _, err = run_main(monkeypatch, capsys, "demo", "--out", out / "thesis.pdf")
+    assert_one_line_error(code, err, fragment="is a file")
+    code, _, err = run_main(monkeypatch, capsys, "demo", "--out", tmp_path / "new", "--threads", 0)
+    assert_one_line_error(code, err, fragment="--threads: expected an integer >= 1")
+
+
+# ----------------------------------------------------------------------------------------------
+# Nothing is silently wrong
+
+
+def test_a_diverging_loss_stops_without_checkpointing_it(monkeypatch, tmp_path, dataset):
+    """A NaN in the G loss at iteration 3: the run stops naming the iteration and the term; the last
+    checkpoint (step 2) is the one left, and no NaN weights were ever written."""
+    from deformgan import objective
+    from deformgan.train import train
+
+    real_forward = objective.GeneratorObjective.forward
+    calls = {"n": 0}
+
+    def diverging(self, fake_logits, generated, target):
+        calls["n"] += 1
+        total, terms = real_forward(self, fake_logits, generated, target)
+        if calls["n"] >= 3:
+            terms["loss/G/rec"] = terms["loss/G/rec"] * float("nan")
+            total = terms["loss/G/total"] = total * float("nan")
+        return total, terms
+
+    monkeypatch.setattr(objective.GeneratorObjective, "forward", diverging)
+    config = tiny_config(iterations=6, sample_every=0, checkpoint_every=2, log_every=2)
+    with pytest.raises(
+        RunFailed, match=r"loss/G/total became non-finite at iteration 3; .*step 2, is intact"
+    ):
+        train(config, dataset, tmp_path / "run", progress=False, tensorboard=False)
+    assert [p.name for p in list_checkpoints(tmp_path / "run")] == ["ckpt-00000002"]
+    loaded = load_checkpoint(tmp_path / "run")  # loads: its tensors are finite
+    assert all(torch.isfinite(v).all() for v in loaded.generator.values())
+
+
+def test_non_finite_weights_are_refused(tmp_path, dataset):
+    """Weights that are NaN (a bad run saved by another tool, or bytes that decode to NaN) are refused
+    with one line naming the tensor, even when the file's checksum is consistent."""
+    from deformgan import checkpoint as ckpt
+    from deformgan.train import train
+
+    run = train(
+        tiny_config(iterations=1, sample_every=0),
+        dataset,
+        tmp_path / "run",
+        progress=False,
+        tensorboard=False,
+    )
+    loaded = load_checkpoint(run)
+    loaded.generator[next(iter(loaded.generator))].fill_(float("nan"))
+    ckpt.save_checkpoint(
+        tmp_path / "bad", 1, generator=loaded.generator, discriminator=loaded.discriminator,
+        optimizers=loaded.optimizers, config=loaded.config, data_dir=None,
+    )  # fmt: skip
+    with pytest.raises(InputError, match="holds NaN or infinite values; refusing to use it"):
+        load_checkpoint(tmp_path / "bad")
+
+
+def test_written_files_respect_the_umask(tmp_path):
+    from deformgan.atomic import atomic_write_text
+    from deformgan.images import write_image
+
+    previous = os.umask(0o022)
+    try:
+        text = atomic_write_text(tmp_path / "a.txt", "x")
+        image = write_image(np.zeros((2, 2, 3), np.uint8), tmp_path / "b.png")
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(text.stat().st_mode) == 0o644 and stat.S_IMODE(image.stat().st_mode) == 0o644
+
+
+def test_check_data_decodes_every_image_of_both_splits(monkeypatch, capsys, tmp_path):
+    data = make_tiny_dataset(tmp_path / "data")
+    code, out, err = run_main(monkeypatch, capsys, "check-data", data)
+    assert code == 0 and out.count("ok:") == 2, err
+    victim = sorted((data / "synth-dataset" / "test").iterdir())[0]
+    victim.write_bytes(victim.read_bytes()[:-40])  # truncated: the header still reads
+    code, _, err = run_main(monkeypatch, capsys, "check-data", data)
+    assert_one_line_error(code, err, fragment=f"{victim.name}: cannot read image")
+
+
+def test_help_texts_keep_their_brackets(monkeypatch, capsys):
+    code, out, _ = run_main(monkeypatch, capsys, "generate", "--help")
+    assert code == 0 and "[source | target | generated]" in out
+
+
+# ----------------------------------------------------------------------------------------------
+# No tracebacks: bad arguments
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["synth", "--out", "{tmp}/s", "--size", "100000x100000"], "at most 2048 pixels"),
+        (["synth", "--out", "{tmp}/s", "--size", "12y"], "size: expected HxW"),
+        (["evaluate", "--generated", "{tmp}", "--batch-size", "0"], "--batch-size: expected an integer >= 1"),
+        (["evaluate", "--generated", "{tmp}", "--device", "bogus"], "--device: device: expected 'auto'"),
+        (
+            ["evaluate", "--generated", "{tmp}", "--weights", "/nonexistent"],
+            "--weights: /nonexistent does not exist",
+        ),
+        (["generate", "--checkpoint", "{tmp}", "--out", "{tmp}/g", "--batch-size", "0"], "--batch-size"),
+        (["train", "--config", "market-ful"], "not found (not a file, not a shipped config)"),
+        (
+            ["train", "--config", "market-full", "train.lr=.inf"],
+            "train.lr: expected a finite number, got inf",
+        ),
+        (["train", "--config", "market-full", "train.seed=99999999999999999999"], "out of range"),
+        (["train", "--resume", "{tmp}", "--overwrite"], "choose one"),
+        (
+            ["transfer", "--checkpoint", "{tmp}", "--image", "{tmp}/x.jpg", "--out", "{tmp}/o.png"],
+            "exactly one target",
+        ),
+        (["keypoints", "{tmp}/none.jpg", "--out", "{tmp}"], "is a folder, expected a .csv"),
+    ],
+)
+def test_bad_arguments_are_one_line(monkeypatch, capsys, tmp_path, args, fragment):
+    code, _, err = run_main(monkeypatch, capsys, *(a.format(tmp=tmp_path) for a in args))
+    assert_one_line_error(code, err, fragment=fragment)
+
+
+# ----------------------------------------------------------------------------------------------
+# No tracebacks: every reader, fed random corruptions
+
+
+def _corruptions(seed: int, data: bytes) -> list[tuple[str, bytes]]:
+    """Random damage of the kinds files really suffer: truncation, flipped bytes, random bytes, a Latin-1
+    byte, a BOM, an empty file, a huge number."""
+    rng = np.random.default_rng(seed)
+    flipped = bytearray(data)
+    for i in rng.integers(0, len(data), max(1, len(data) // 50)):
+        flipped[i] ^= int(rng.integers(1, 256))
+    return [
+        ("truncated", data[: int(rng.integers(1, max(2, len(data))))]),
+        ("flipped", bytes(flipped)),
+        ("random", rng.integers(0, 256, 256, dtype=np.uint8).tobytes()),
+        ("latin-1", data.replace(b".", b"\xe9.", 1) if b"." in data else b"\xe9" + data),
+        ("empty", b""),
+        ("bom+digits", b"\xef\xbb\xbf" + data.replace(b"1", b"1" + b"9" * 30, 1)),
+    ]
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory, dataset) -> Path:
+    from deformgan.train import train
+
+    root = tmp_path_factory.mktemp("run")
+    return train(
+        tiny_config(iterations=1, sample_every=0), dataset, root / "run", progress=False, tensorboard=False
+    )
+
+
+READERS = {
+    # file to corrupt -> the command that reads it (relative names: inside the case's copy)
+    "annotation csv": ("data/synth-annotation-test.csv", ["check-data", "data"]),
+    "pairs csv": ("data/synth-pairs-test.csv", ["check-data", "data"]),
+    "image": ("IMAGE", ["check-data", "data"]),
+    "config yaml": (
+        "config.yaml",
+        ["train", "--config", "config.yaml", "--data", "data", "--out", "out", "train.iterations=1"],
+    ),
+    "state.json": ("run/ckpt-00000001/state.json", ["generate", "--checkpoint", "run", "--out", "out"]),
+    "latest": ("run/latest", ["generate", "--checkpoint", "run", "--out", "out"]),
+    "generator weights": (
+        "run/ckpt-00000001/generator.safetensors",
+        ["generate", "--checkpoint", "run", "--out", "out"],
+    ),
+    "optimizer state": (
+        "run/ckpt-00000001/optimizers.safetensors",
+        ["train", "--resume", "run", "--iterations", "2"],
+    ),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("reader", sorted(READERS))
+@pytest.mark.parametrize("seed", [0, 1])
+def test_corrupted_files_are_one_line_errors_and_touch_nothing_else(
+    monkeypatch, capsys, tmp_path, dataset, trained_run, config_file, reader, seed
+):
+    """Every reader, fed random corruptions: exit 2 (or success where the damage is harmless, e.g. a BOM),
+    one line, no traceback, and nothing outside the command's output folder changed."""
+    import shutil
+
+    target, command = READERS[reader]
+    for kind, _ in _corruptions(seed, b"placeholder"):
+        case = tmp_path / f"{kind}"
+        shutil.copytree(dataset, case / "data")
+        shutil.copytree(trained_run, case / "run")
+        shutil.copy(config_file, case / "config.yaml")
+        path = (
+            case / target
+            if target != "IMAGE"
+            else sorted((case / "data" / "synth-dataset" / "test").iterdir())[0]
+        )
+        original = path.read_bytes()
+        damage = dict(_corruptions(seed, original))[kind]
+        path.write_bytes(damage)
+        before = {k: v for k, v in tree(case).items() if not k.startswith("out")}
+        monkeypatch.chdir(case)
+        code, _, err = run_main(monkeypatch, capsys, *command)
+        after = {k: v for k, v in tree(case).items() if not k.startswith("out")}
+        if reader == "optimizer state" and code == 0:
+            after = before  # a successful resume writes its run folder: only failures must touch nothing
+        assert code in (0, 2), f"{reader}/{kind}: status {code}: {err}"
+        if code == 2:
+            assert_one_line_error(code, err)
+            assert after == before, f"{reader}/{kind} changed files outside the output folder"
+        monkeypatch.chdir(tmp_path)
