@@ -69,14 +69,23 @@ def find_weights(filename: str, explicit: str | os.PathLike | None = None, url: 
 
 
 def load_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """Load a state dict without executing code: safetensors, or a torch file with ``weights_only=True``."""
-    path = Path(path)
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
+    """Load a state dict without executing code: safetensors, or a torch file with ``weights_only=True``.
 
-        return load_file(str(path))
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(state, dict):
+    A file that is not a plain state dict of tensors (random bytes, a pickle with code, a truncated
+    download) is one :class:`InputError` line naming it.
+    """
+    path = Path(path)
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(path))
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # unpickling, zip and safetensors errors have no common base class
+        reason = str(error).strip().splitlines()[0][:120] if str(error).strip() else type(error).__name__
+        raise InputError(f"{path}: not a readable weights file ({reason})") from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise InputError(f"{path}: expected a state dict of tensors, got {type(state).__name__}")
     return state
 

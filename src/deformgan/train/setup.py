@@ -141,6 +141,11 @@ def plan_run(
         raise InputError(f"{out}: is a file, expected a run folder (a new or empty folder)")
     if checkpoint is None and out.is_dir() and any(out.iterdir()):
         if not overwrite:
+            if is_run_folder(out) and not list_checkpoints(out):
+                raise InputError(
+                    f"{out}: holds a run that saved no checkpoint yet; start it anew with --overwrite, or "
+                    "choose another folder"
+                )
             raise InputError(
                 f"{out}: already holds {_describe_run(out)}; continue it with --resume {out}, start it anew "
                 "with --overwrite, or choose another folder"
