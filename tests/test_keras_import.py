@@ -11,6 +11,7 @@ tolerance 2e-4 is float32 round-off between two implementations of the same netw
 from __future__ import annotations
 
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -525,3 +526,57 @@ def test_fixture_heatmaps_are_python2_floor_division():
                 continue
             expected = np.minimum(-((-((rows - y) ** 2 + (cols - x) ** 2)) // 72), 104)
             assert np.array_equal(kj, expected)
+
+
+# ------------------------------------------------------------------------------------------------------
+# The whole path a user takes: import-keras -> run folder -> PoseTransfer from keypoints
+
+
+def test_import_keras_run_folder_reproduces_keras_from_keypoints(tmp_path, monkeypatch, capsys):
+    """`deformgan import-keras FILE --config market-dsc --out RUN`, then PoseTransfer on the real pair's image
+    and keypoints (deformgan computes the authors' heatmaps, part affines and masks itself): the image equals
+    the one Keras generated from the authors' inputs within 1 grey level (the only difference is float
+    rounding, ~1e-6, crossing a .5 boundary at most once in a while)."""
+    from deformgan import cli
+    from deformgan.images import to_uint8
+    from deformgan.transfer import PoseTransfer
+
+    run = tmp_path / "run"
+    monkeypatch.setattr(
+        sys, "argv", ["deformgan", "import-keras", str(FIXTURES / "generator_dsc_market_w32.h5"),
+                      "--config", "market-dsc", "--out", str(run)],
+    )  # fmt: skip
+    with pytest.raises(SystemExit) as done:
+        cli.main()
+    assert done.value.code == 0 and "run folder" in capsys.readouterr().out
+    io = np.load(FIXTURES / "market_io.npz")
+    model = PoseTransfer.from_checkpoint(run)
+    assert (
+        model.config.conditioning.heatmaps == "reference"
+        and model.config.generator.width == pytest.approx(1 / 32)
+    )
+
+    def xy(yx):
+        return np.where(yx >= 0, yx[..., ::-1], -1)
+
+    image = io["source_image"][0].transpose(1, 2, 0)
+    ours = model.render(image, xy(io["source_yx"][0]), xy(io["target_yx"][0])[None])[0]
+    keras = to_uint8(torch.from_numpy(io["generator_dsc"][:1]))[0]
+    difference = np.abs(ours.astype(int) - keras.astype(int))
+    assert difference.max() <= 1, difference.max()
+    # A file that does not match the config is one line naming both sides.
+    monkeypatch.setattr(
+        sys, "argv", ["deformgan", "import-keras", str(FIXTURES / "generator_dsc_market_w32.h5"),
+                      "--config", "fashion-dsc", "--out", str(tmp_path / "bad")],
+    )  # fmt: skip
+    with pytest.raises(SystemExit) as exit_:
+        cli.main()
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and err.count("\n") == 1 and "built for 128x64, expected 256x256" in err
+    assert not (tmp_path / "bad").exists()
+    monkeypatch.setattr(
+        sys, "argv", ["deformgan", "import-keras", str(FIXTURES / "generator_dsc_market_w32.h5"), "--check"]
+    )
+    with pytest.raises(SystemExit):
+        cli.main()
+    assert "generator" in capsys.readouterr().out

@@ -310,6 +310,41 @@ def transfer(
     typer.echo(f"wrote {out}")
 
 
+@app.command("import-keras")
+def import_keras(
+    file: Annotated[
+        Path,
+        typer.Argument(help="The authors' Keras 2.0.8 generator .h5 (e.g. generator-warp-mask-nn3-cl12.h5)."),
+    ],
+    config: Annotated[
+        str | None,
+        typer.Option(help="The paper config the file was trained with: market-full, fashion-dsc, ..."),
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Run folder to write (new or empty).")] = None,
+    discriminator: Annotated[
+        Path | None, typer.Option(help="The matching discriminator .h5 (optional).")
+    ] = None,
+    check: Annotated[bool, typer.Option(help="Only print the architecture found in the file.")] = False,
+) -> None:
+    """Convert the authors' released Keras checkpoints into a run folder (generate, transfer, evaluate,
+    train --resume and PoseTransfer use it)."""
+    from deformgan.config import find_config, load_config
+    from deformgan.keras_import import describe, import_run, inspect_keras_file
+
+    _existing(file, "FILE")
+    if check:
+        for path in (file, discriminator):
+            if path is not None:
+                typer.echo(describe(inspect_keras_file(_existing(path, "--discriminator"))))
+        return
+    if config is None or out is None:
+        raise InputError("give --config (e.g. market-full) and --out RUN_DIR, or --check")
+    run_dir = import_run(
+        file, load_config(find_config(config)), _folder_out(out), _existing(discriminator, "--discriminator")
+    )
+    typer.echo(f"run folder: {run_dir}")
+
+
 # ----------------------------------------------------------------------------------------------
 # Evaluation
 

@@ -860,3 +860,65 @@ def describe(arch: KerasArchitecture) -> str:
         lines.append(f"  image size: not recorded; {size[0]}x{size[1]} assumed")
     lines.extend(f"  note: {note}" for note in arch.notes)
     return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------------------------
+# A run folder from the authors' files
+
+
+def import_run(
+    generator_file: str | Path,
+    config: Any,
+    out: str | Path,
+    discriminator_file: str | Path | None = None,
+    data_dir: str | Path | None = None,
+) -> Path:
+    """Write a deformgan run folder (safetensors checkpoint + config + state) from the authors' Keras files.
+
+    config: a :class:`deformgan.config.Config` (normally a paper config, e.g. ``market-full``: the
+    authors' heatmaps, warp and VGG settings). The generator file must match it (variant, image size,
+    width: one clear line otherwise). Without ``discriminator_file`` the discriminator starts from Keras'
+    initialisation, which only matters for fine-tuning (``train --resume``) and is recorded in the state.
+    The checkpoint is step 0 with fresh Adam states. ``out`` must be new or empty.
+    """
+    import dataclasses
+
+    from deformgan.checkpoint import save_checkpoint
+    from deformgan.config import CONFIG_FILE, save_config
+    from deformgan.models import build_discriminator, build_generator, load_weights
+
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise InputError(f"{out}: not empty; import into a new folder")
+    g_state, g_arch = convert_keras_model(
+        generator_file, kind="generator", image_size=config.image_size, warp_skip=config.generator.warp_skip
+    )
+    if g_arch.warp_agg is not None:
+        config = config.replace(generator=dataclasses.replace(config.generator, warp_agg=g_arch.warp_agg))
+    config = config.replace(generator=dataclasses.replace(config.generator, width=g_arch.width))
+    generator = build_generator(config)
+    load_weights(generator, g_state, f"{generator_file}: generator")
+    source = {"generator": str(Path(generator_file).resolve()), "notes": list(g_arch.notes)}
+    torch.manual_seed(0)
+    if discriminator_file is not None:
+        d_state, d_arch = convert_keras_model(
+            discriminator_file, kind="discriminator", image_size=config.image_size
+        )
+        config = config.replace(discriminator=dataclasses.replace(config.discriminator, width=d_arch.width))
+        discriminator = build_discriminator(config)
+        load_weights(discriminator, d_state, f"{discriminator_file}: discriminator")
+        source["discriminator"] = str(Path(discriminator_file).resolve())
+    else:
+        discriminator = build_discriminator(config)
+        source["discriminator"] = None  # Keras initialisation: trained from scratch if fine-tuned
+    optimizers = {
+        name: torch.optim.Adam(net.parameters(), lr=config.train.lr, betas=config.train.betas).state_dict()
+        for name, net in (("generator", generator), ("discriminator", discriminator))
+    }
+    save_checkpoint(
+        out, 0, generator=generator.state_dict(), discriminator=discriminator.state_dict(),
+        optimizers=optimizers, config=config.to_dict(), data_dir=data_dir,
+        extra={"imported_from_keras": source},
+    )  # fmt: skip
+    save_config(config, out / CONFIG_FILE)
+    return out
