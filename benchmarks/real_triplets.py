@@ -26,7 +26,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from deformgan.evaluation.evaluate import METRICS, markdown_table, read_generated, score_images, target_masks
+from deformgan.evaluation.formats import read_method
+from deformgan.evaluation.scores import METRICS, markdown_table, score_images, target_masks
 from deformgan.keypoints import read_annotations
 from deformgan.parts import part_affines, part_masks
 from deformgan.warp import deform
@@ -61,12 +62,9 @@ def run_dataset(shared: Path, name: str, weights: Path) -> dict[str, dict]:
     keypoints: dict[str, np.ndarray] = {}
     for csv in csvs:
         keypoints.update(read_annotations(shared / "data" / "annotations" / csv))
-    triplets = read_generated(shared / "data" / "triplets" / folder, triplets=True, known=keypoints)
+    triplets = read_method(shared / "data" / "triplets" / folder, known=keypoints)
     assert triplets.generated.shape[1:3] == size, triplets.generated.shape
-    width = size[1]
-    from PIL import Image
-
-    source = np.stack([np.array(Image.open(f).convert("RGB"))[:, :width] for f in triplets.files])
+    source = triplets.source
     source_kp = np.stack([keypoints[a] for a, _ in triplets.pairs])
     target_kp = np.stack([keypoints[b] for _, b in triplets.pairs])
     mask = target_masks(triplets.pairs, keypoints, size)

@@ -168,3 +168,28 @@ def test_torchrun_two_processes_through_the_cli(tmp_path):
     assert [p.name for p in list_checkpoints(run)] == ["ckpt-00000002"]
     rows = (run / "log.csv").read_text().splitlines()
     assert [r.split(",")[0] for r in rows] == ["step", "2"]  # the final step once: one writer
+
+
+def test_compare_and_failures_from_the_command_line(shared, tmp_path):
+    """`deformgan compare` and `deformgan failures` on the authors' real Market strips (10 pairs)."""
+    import json
+    import shutil
+
+    folder = tmp_path / "defgan"
+    folder.mkdir()
+    for strip in sorted((shared / "data" / "triplets" / "market").glob("*.png"))[:10]:
+        shutil.copy(strip, folder / strip.name)
+    csvs = [shared / "data" / "annotations" / f"market-annotation-{s}.csv" for s in ("train", "test")]
+    annotations = [arg for csv in csvs for arg in ("--annotations", str(csv))]
+    result = run_cli("compare", "--method", f"Def-GAN={folder}", "--method", f"again={folder}", *annotations,
+                     "--out", str(tmp_path / "cmp"))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    scores = json.loads((tmp_path / "cmp" / "compare.json").read_text())
+    assert set(scores["methods"]) == {"Def-GAN", "again"} and (tmp_path / "cmp" / "compare.html").is_file()
+    assert "format 'strips'" in result.stderr  # the detected format is said
+    bad = run_cli("compare", "--method", "nofolder", "--out", str(tmp_path / "x"))
+    assert bad.returncode == 2 and "expected NAME=FOLDER" in bad.stderr
+    result = run_cli("failures", "--generated", str(folder), *annotations, "--out", str(tmp_path / "fail"),
+                     "--worst", "3")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "fail" / "failures.html").is_file()

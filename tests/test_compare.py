@@ -1,4 +1,4 @@
-"""deformgan.evaluation.compare (and .scoring): several methods on the pairs they share."""
+"""deformgan.evaluation.compare (and .evaluate): several methods on the pairs they share."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from method_folders import Synthetic, write_folder
 from deformgan.errors import InputError
 from deformgan.evaluation import metrics as M
 from deformgan.evaluation.compare import TARGET_MISMATCH, compare_methods
-from deformgan.evaluation.evaluate import METRICS, evaluate, score_images, target_masks
-from deformgan.evaluation.scoring import UNNAMED, evaluate_folder, lpips_per_pair
+from deformgan.evaluation.evaluate import UNNAMED, evaluate, lpips_per_pair
+from deformgan.evaluation.scores import METRICS, score_images, target_masks
 from deformgan.images import read_image
 from deformgan.keypoints import read_annotations
 
@@ -208,7 +208,7 @@ def test_lpips_per_pair_means_what_score_images_reports(tmp_path, synth):
     assert per_pair.mean() == pytest.approx(expected["value"], rel=1e-6)
 
 
-def test_evaluate_folder_reads_every_format_like_evaluate(tmp_path, synth):
+def test_evaluate_reads_every_format_alike(tmp_path, synth):
     csv = synth.annotations(tmp_path / "a.csv")
     strips = write_folder(
         tmp_path / "strips", "strips", synth.pairs, synth.generated, synth.source, synth.target
@@ -218,17 +218,13 @@ def test_evaluate_folder_reads_every_format_like_evaluate(tmp_path, synth):
         tmp_path / "vis", "vis", synth.pairs, synth.generated, synth.source, synth.target, synth.pose_panels()
     )
     for folder in (strips, vis):
-        result = evaluate_folder(
-            folder, annotations=csv, metrics=SCORES, progress=False, out=tmp_path / "m.json"
-        )
+        result = evaluate(folder, annotations=csv, metrics=SCORES, progress=False, out=tmp_path / "m.json")
         assert {k: result[k] for k in SCORES} == {k: reference[k] for k in SCORES}
         assert result["meta"]["format"] in ("strips", "vis")
     plain = write_folder(tmp_path / "plain", "generated", synth.pairs, synth.generated)
     with pytest.raises(InputError, match="expected strips with a target panel .*found 'generated' images"):
-        evaluate_folder(plain, annotations=csv, metrics=SCORES, require_strips=True)
-    result = evaluate_folder(
-        vis, annotations=csv, metrics=SCORES, pairs=synth.pairs[:3] + [("x.jpg", "y.jpg")]
-    )
+        evaluate(plain, annotations=csv, metrics=SCORES, triplets=True)
+    result = evaluate(vis, annotations=csv, metrics=SCORES, pairs=synth.pairs[:3] + [("x.jpg", "y.jpg")])
     assert result["meta"]["pairs"] == 3
     assert result["meta"]["missing"] == {"count": 1, "examples": ["x.jpg -> y.jpg"]}
     assert result["meta"]["extra"]["count"] == len(synth.pairs) - 3

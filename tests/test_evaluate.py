@@ -9,25 +9,11 @@ import pytest
 from PIL import Image
 
 from deformgan.errors import InputError
-from deformgan.evaluation.evaluate import METRICS, evaluate, markdown_table, parse_pair_name, read_generated
+from deformgan.evaluation import METRICS, evaluate, markdown_table
 from deformgan.keypoints import write_annotations, write_pairs
 
 MARKET_A = "0007_c2s3_070952_01.jpg"
 MARKET_B = "0007_c3s3_077419_03.jpg"
-
-
-def test_parse_pair_name():
-    assert parse_pair_name(f"{MARKET_A}_{MARKET_B}.png") == (MARKET_A, MARKET_B)
-    assert parse_pair_name("a_b.png_c_d.jpg.png") == ("a_b.png", "c_d.jpg")
-    # "x.jpg_y.jpg_z.jpg" splits two ways; the annotated names decide.
-    assert parse_pair_name("x.jpg_y.jpg_z.jpg.png", known={"x.jpg_y.jpg", "z.jpg"}) == (
-        "x.jpg_y.jpg",
-        "z.jpg",
-    )
-    with pytest.raises(InputError, match="ambiguous"):
-        parse_pair_name("x.jpg_y.jpg_z.jpg.png")
-    with pytest.raises(InputError, match="pair name"):
-        parse_pair_name("0007_c2s3_0001.png")
 
 
 def _pose(offset: int) -> np.ndarray:
@@ -50,19 +36,6 @@ def _write_triplets(folder, n: int, seed: int = 0) -> tuple[list[tuple[str, str]
         targets.append(target)
         generated.append(output)
     return pairs, np.stack(targets), np.stack(generated)
-
-
-def test_read_generated_cuts_strips_into_target_and_output(tmp_path):
-    pairs, targets, generated = _write_triplets(tmp_path / "gen", 3)
-    read = read_generated(tmp_path / "gen", triplets=True)
-    assert read.pairs == pairs
-    np.testing.assert_array_equal(read.target, targets)
-    np.testing.assert_array_equal(read.generated, generated)
-    with pytest.raises(InputError, match="none of the 1 requested pairs has an image"):
-        read_generated(tmp_path / "gen", pairs=[("x.jpg", "y.jpg")])
-    partial = read_generated(tmp_path / "gen", triplets=True, pairs=[pairs[1], ("x.jpg", "y.jpg")])
-    assert partial.pairs == [pairs[1]] and partial.missing == [("x.jpg", "y.jpg")]
-    assert partial.extra == sorted(f"{a}_{b}.png" for a, b in (pairs[0], pairs[2]))
 
 
 def test_evaluate_triplets_schema_files_and_missing_weights(tmp_path):
@@ -129,8 +102,8 @@ def test_evaluate_reads_targets_and_keypoints_from_a_dataset_folder(tmp_path):
     results = evaluate(gen, data=root, metrics=("l1",), progress=False)
     meta = results["meta"]
     assert meta["pairs"] == 1 and meta["pairs_source"].startswith("the dataset's test pairs")
-    assert meta["missing"] == {"count": 1, "examples": [f"{names[1]}_{names[2]}.png"]}
-    assert meta["extra"] == {"count": 1, "examples": [f"{names[2]}_{names[0]}.png"]}
+    assert meta["missing"] == {"count": 1, "examples": [f"{names[1]} -> {names[2]}"]}
+    assert meta["extra"] == {"count": 1, "examples": [f"{names[2]} -> {names[0]}"]}
 
 
 def test_markdown_table_cells():

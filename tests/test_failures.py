@@ -13,8 +13,8 @@ from skimage.color import rgb2lab
 from deformgan.errors import InputError
 from deformgan.evaluation import causes as C
 from deformgan.evaluation import metrics as M
-from deformgan.evaluation.evaluate import target_masks
 from deformgan.evaluation.failures import find_failures, warped_sources
+from deformgan.evaluation.scores import target_masks
 from deformgan.keypoints import JOINT, MISSING, read_annotations
 from deformgan.parts import part_masks
 

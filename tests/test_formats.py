@@ -154,15 +154,22 @@ def test_bad_folders_get_one_clear_line(tmp_path, synth):
         read_method(sizes)
     _one_line(error)
 
+    # A frame of no known dataset: one panel when 3 cannot divide the width; ambiguous widths need the
+    # frame named (or --triplets).
     odd = tmp_path / "odd"
     odd.mkdir()
     write_image(np.zeros((128, 100, 3), np.uint8), odd / "a.jpg_b.jpg.png")
+    assert read_method(odd).frame == (128, 100) and read_method(odd).format == "generated"
+    ambiguous = tmp_path / "ambiguous"
+    ambiguous.mkdir()
+    write_image(np.zeros((128, 96, 3), np.uint8), ambiguous / "a.jpg_b.jpg.png")
     with pytest.raises(
-        InputError, match=r"128x100 \(HxW\) image is not 1 or 3 panels of a known frame"
+        InputError, match=r"128x96 \(HxW\) image is not 1 or 3 panels of a known frame"
     ) as error:
-        read_method(odd)
+        read_method(ambiguous)
     _one_line(error)
-    assert read_method(odd, frame=(128, 100)).format == "generated"  # another dataset: name the frame
+    assert read_method(ambiguous, strips=True).frame == (128, 32)  # --triplets decides
+    assert read_method(ambiguous, frame=(128, 96)).format == "generated"  # or the frame, named
 
     twice = write_folder(
         tmp_path / "twice", "numbered", synth.pairs[:1], synth.generated, synth.source, synth.target

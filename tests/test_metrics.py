@@ -201,9 +201,9 @@ def test_hog_detects_real_people(shared):
 
     if not hasattr(cv2, "HOGDescriptor"):
         pytest.skip(f"OpenCV {cv2.__version__} has no HOGDescriptor (removed in OpenCV 5)")
-    from deformgan.evaluation.evaluate import read_generated
+    from deformgan.evaluation.formats import read_method
 
-    triplets = read_generated(shared / "data" / "triplets" / "market", triplets=True)
+    triplets = read_method(shared / "data" / "triplets" / "market")
     found = M.hog_detections(triplets.target[:20])
     # benchmarks/results/real_triplets.md: 87 % of the 100 real Market targets; a person fills each crop.
     assert found.detected.mean() >= 0.6

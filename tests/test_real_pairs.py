@@ -10,10 +10,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
-from deformgan.evaluation.evaluate import read_generated, target_masks
+from deformgan.evaluation.formats import read_method
 from deformgan.evaluation.metrics import ssim
+from deformgan.evaluation.scores import target_masks
 from deformgan.keypoints import read_annotations
 from deformgan.parts import part_affines, part_masks
 from deformgan.warp import deform
@@ -30,8 +30,8 @@ def test_part_warp_raises_mask_ssim_on_real_pairs(shared, name):
     keypoints: dict[str, np.ndarray] = {}
     for csv in csvs:
         keypoints.update(read_annotations(shared / "data" / "annotations" / csv))
-    strips = read_generated(shared / "data" / "triplets" / folder, triplets=True, known=keypoints)
-    source = np.stack([np.asarray(Image.open(f).convert("RGB"))[:, : size[1]] for f in strips.files])
+    strips = read_method(shared / "data" / "triplets" / folder, known=keypoints)
+    source = strips.source
     source_kp = torch.from_numpy(np.stack([keypoints[a] for a, _ in strips.pairs])).float()
     target_kp = torch.from_numpy(np.stack([keypoints[b] for _, b in strips.pairs])).float()
 

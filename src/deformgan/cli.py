@@ -57,6 +57,15 @@ def _folder_out(path: Path, option: str = "--out") -> Path:
     return path
 
 
+def _frame(text: str | None, option: str = "--frame") -> tuple[int, int] | None:
+    if text is None:
+        return None
+    parts = text.lower().split("x")
+    if len(parts) != 2 or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
+        raise InputError(f"{option}: expected HxW with positive integers (e.g. 128x64), got {text!r}")
+    return int(parts[0]), int(parts[1])
+
+
 def _say(message: str) -> None:
     typer.echo(message, err=True)
 
@@ -365,8 +374,14 @@ def evaluate(
     weights: Annotated[Path | None, typer.Option(help="Folder holding pretrained weights files.")] = None,
     device: Annotated[str, typer.Option(help="cpu | cuda | cuda:N")] = "cpu",
     batch_size: Annotated[int, typer.Option(help="Images per batch for the network metrics.")] = 50,
+    frame: Annotated[str | None, typer.Option(help="Panel size HxW for a dataset of another size.")] = None,
+    first_number: Annotated[int, typer.Option(help="Numbered strips: the number of the first pair.")] = 0,
 ) -> None:
-    """Score generated images: SSIM, mask-SSIM, IS, mask-IS, DS (+ HOG), LPIPS, FID, L1."""
+    """Score generated images: SSIM, mask-SSIM, IS, mask-IS, DS (+ HOG), LPIPS, FID, L1.
+
+    Reads deformgan's <from>_<to>.png images, the authors' [source | target | generated] strips,
+    VUNet/PATN-style <from>___<to>_vis.jpg strips, or numbered strips (the format is detected and shown).
+    """
     from deformgan.evaluation import evaluate as run_evaluation
     from deformgan.evaluation import markdown_table, write_results
 
@@ -377,8 +392,10 @@ def evaluate(
     results = run_evaluation(
         generated, data=data, annotations=annotations or None, pairs=pairs, triplets=triplets,
         dataset=dataset, weights=weights, device=_device(device), batch_size=batch_size,
+        frame=_frame(frame), first_number=first_number,
     )  # fmt: skip
     meta = results["meta"]
+    _say(meta["format_description"])
     for key, what in (("missing", "pairs without an image"), ("extra", "images of no pair")):
         if meta[key]["count"]:
             _say(f"note: {meta[key]['count']} {what} ({', '.join(meta[key]['examples'][:3])}, ...)")
@@ -388,6 +405,97 @@ def evaluate(
     if out is not None:
         json_path, md_path = write_results(results, out)
         typer.echo(f"wrote {json_path} and {md_path}")
+
+
+@app.command()
+def compare(
+    method: Annotated[
+        list[str], typer.Option(help="NAME=FOLDER of a method's images (repeat; column order).")
+    ],
+    out: Annotated[Path, typer.Option(help="Output folder: compare.json/.md, figures/, compare.html.")],
+    data: Annotated[Path | None, typer.Option(help="Dataset folder: keypoints, targets, test pairs.")] = None,
+    annotations: Annotated[
+        list[Path] | None, typer.Option(help="Annotation CSV(s) instead of --data.")
+    ] = None,
+    pairs: Annotated[Path | None, typer.Option(help="Pairs CSV (names numbered strips; restricts).")] = None,
+    first_number: Annotated[int, typer.Option(help="Numbered strips: the number of the first pair.")] = 0,
+    frame: Annotated[str | None, typer.Option(help="Panel size HxW for a dataset of another size.")] = None,
+    dataset: Annotated[str | None, typer.Option(help="market | deepfashion | deepfashion-176")] = None,
+    weights: Annotated[Path | None, typer.Option(help="Folder holding pretrained weights files.")] = None,
+    device: Annotated[str, typer.Option(help="cpu | cuda | cuda:N")] = "cpu",
+    rows_per_page: Annotated[int, typer.Option(help="Pairs per figure page.")] = 8,
+    pages: Annotated[int, typer.Option(help="Figure pages to write (the HTML page lists every pair).")] = 10,
+) -> None:
+    """Compare several methods on the pairs they share: scores, paper-style figures, a sortable HTML page."""
+    from deformgan.evaluation.compare import compare_methods, comparison_markdown
+
+    methods = {}
+    for entry in method:
+        name, sep, folder = entry.partition("=")
+        if not sep or not name.strip() or not folder.strip():
+            raise InputError(f"--method: expected NAME=FOLDER, got {entry!r}")
+        if name in methods:
+            raise InputError(f"--method: the name {name!r} is given twice")
+        methods[name.strip()] = Path(folder)
+    _positive(rows_per_page, "--rows-per-page")
+    _positive(pages, "--pages")
+    result = compare_methods(
+        methods, out=_folder_out(out), data=data, annotations=annotations or None, pairs=pairs,
+        first_number=first_number, frame=_frame(frame), dataset=dataset,
+        weights=_existing(weights, "--weights"), device=_device(device), rows_per_page=rows_per_page,
+        max_pages=pages, progress=True,
+    )  # fmt: skip
+    for name, entry in result.get("methods", {}).items():
+        _say(f"{name}: {entry.get('meta', {}).get('format_description', '')}")
+    typer.echo(comparison_markdown(result))
+    typer.echo(f"wrote {out / 'compare.html'}")
+
+
+@app.command()
+def failures(
+    generated: Annotated[Path, typer.Option(help="The method's folder of generated images (any format).")],
+    out: Annotated[Path, typer.Option(help="Output folder: failures.html/.json/.md.")],
+    data: Annotated[
+        Path | None, typer.Option(help="Dataset folder: keypoints, targets, training poses.")
+    ] = None,
+    annotations: Annotated[
+        list[Path] | None, typer.Option(help="Annotation CSV(s) instead of --data.")
+    ] = None,
+    train_annotations: Annotated[
+        list[Path] | None, typer.Option(help="Training annotation CSV(s): the poses that define rarity.")
+    ] = None,
+    pairs: Annotated[Path | None, typer.Option(help="Pairs CSV (names numbered strips; restricts).")] = None,
+    score: Annotated[
+        str, typer.Option(help="Per-pair score to rank by: mask_ssim, ssim, l1, lpips.")
+    ] = "mask_ssim",
+    worst: Annotated[int, typer.Option(help="How many of the worst pairs to show.")] = 50,
+    threshold: Annotated[
+        list[str] | None, typer.Option(help="CAUSE=VALUE to override a cause's threshold.")
+    ] = None,
+    frame: Annotated[str | None, typer.Option(help="Panel size HxW for a dataset of another size.")] = None,
+    weights: Annotated[Path | None, typer.Option(help="Folder holding pretrained weights files.")] = None,
+) -> None:
+    """Rank the test pairs worst first and tag the worst with their likely causes (the paper's failure
+    catalogue: keypoint errors, rare poses, occlusion ambiguity, large warps, rare appearance)."""
+    from deformgan.evaluation.failures import failures_markdown, find_failures
+
+    _positive(worst, "--worst")
+    thresholds = {}
+    for entry in threshold or ():
+        name, sep, value = entry.partition("=")
+        try:
+            thresholds[name.strip()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep:
+            raise InputError(f"--threshold: expected CAUSE=NUMBER, got {entry!r}")
+    result = find_failures(
+        generated, out=_folder_out(out), data=data, annotations=annotations or None,
+        train_annotations=train_annotations or None, pairs=pairs, frame=_frame(frame), score=score,
+        worst=worst, thresholds=thresholds or None, weights=_existing(weights, "--weights"), progress=True,
+    )  # fmt: skip
+    typer.echo(failures_markdown(result))
+    typer.echo(f"wrote {out / 'failures.html'}")
 
 
 # ----------------------------------------------------------------------------------------------

@@ -32,11 +32,7 @@ import torch
 
 from deformgan.atomic import atomic_write_text
 from deformgan.errors import InputError
-from deformgan.evaluation.evaluate import METRICS, format_metric, markdown_table
-from deformgan.evaluation.figures import grid, hstack, overlay_skeleton
-from deformgan.evaluation.formats import MethodImages, read_method
-from deformgan.evaluation.report_html import Column, html_table, table_page
-from deformgan.evaluation.scoring import (
+from deformgan.evaluation.evaluate import (
     HIGHER_IS_BETTER,
     NO_KEYPOINTS,
     PAIRWISE,
@@ -48,6 +44,10 @@ from deformgan.evaluation.scoring import (
     score_method,
     x_offset_for,
 )
+from deformgan.evaluation.figures import grid, hstack, overlay_skeleton
+from deformgan.evaluation.formats import MethodImages, read_method
+from deformgan.evaluation.report_html import Column, html_table, table_page
+from deformgan.evaluation.scores import METRICS, format_metric, markdown_table
 from deformgan.images import write_image
 from deformgan.keypoints import read_pairs
 

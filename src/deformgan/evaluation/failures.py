@@ -31,10 +31,7 @@ from deformgan.atomic import atomic_write_text
 from deformgan.data import shift_keypoints
 from deformgan.errors import InputError
 from deformgan.evaluation import causes as C
-from deformgan.evaluation.figures import grid, hstack, overlay_skeleton, skeleton_tile, text_tile, upscale
-from deformgan.evaluation.formats import read_method
-from deformgan.evaluation.report_html import Column, html_table, table_page
-from deformgan.evaluation.scoring import (
+from deformgan.evaluation.evaluate import (
     HIGHER_IS_BETTER,
     PAIRWISE,
     GroundTruth,
@@ -45,6 +42,9 @@ from deformgan.evaluation.scoring import (
     select_pairs,
     x_offset_for,
 )
+from deformgan.evaluation.figures import grid, hstack, overlay_skeleton, skeleton_tile, text_tile, upscale
+from deformgan.evaluation.formats import read_method
+from deformgan.evaluation.report_html import Column, html_table, table_page
 from deformgan.images import list_images, read_image, to_uint8, write_image
 from deformgan.keypoints import read_annotations, read_pairs
 from deformgan.parts import part_affines, part_masks
@@ -227,7 +227,7 @@ def find_failures(
     (required: every cause needs the poses). train_annotations: training keypoints (pose rarity, bone
     statistics; default: the dataset's train CSV, else all annotated images with each pair's own left
     out). pairs: restrict to / name these pairs. score: a per-pair metric of
-    :data:`~deformgan.evaluation.scoring.PAIRWISE` (``lpips`` needs its weights). worst: pairs shown.
+    :data:`~deformgan.evaluation.evaluate.PAIRWISE` (``lpips`` needs its weights). worst: pairs shown.
     percentile: replaces 90 in the percentile rules; thresholds: {cause: value} overrides.
     max_reference_images: training images used for appearance statistics (evenly spaced). Returns the
     dict written to ``out/failures.json``.

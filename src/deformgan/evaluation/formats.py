@@ -256,15 +256,29 @@ def _describe_kind(kind: str, parsed: ParsedName, name: str) -> str:
 
 
 def panel_count(
-    size: tuple[int, int], allowed: Sequence[int], frame: tuple[int, int] | None, where: str
+    size: tuple[int, int],
+    allowed: Sequence[int],
+    frame: tuple[int, int] | None,
+    where: str,
+    prefer: int | None = None,
 ) -> int:
     """How many panels a (H, W) image holds: the count in ``allowed`` whose panels have the frame
-    ``frame`` (or one of :data:`FRAMES`). Raises :class:`InputError` when none or several fit."""
+    ``frame`` (or one of :data:`FRAMES`). For a frame of no known dataset (``frame`` not given), the only
+    count that divides the width, or ``prefer`` (``--triplets``: 3) when it does. Raises
+    :class:`InputError` when none or several fit."""
     height, width = size
     frames = [tuple(frame)] if frame is not None else list(FRAMES)
     fits = [k for k in allowed if width % k == 0 and (height, width // k) in frames]
+    if prefer is not None and prefer in fits:
+        return prefer
     if len(fits) == 1:
         return fits[0]
+    if not fits and frame is None:
+        divisible = [k for k in allowed if width % k == 0]
+        if prefer in divisible:
+            return prefer
+        if len(divisible) == 1:
+            return divisible[0]
     counts = " or ".join(str(k) for k in allowed)
     shown = ", ".join(f"{h}x{w}" for h, w in frames)
     if not fits:
@@ -300,8 +314,12 @@ def read_method(
     first_number: int = 0,
     frame: tuple[int, int] | None = None,
     progress: bool = False,
+    strips: bool = False,
 ) -> MethodImages:
     """Read a method's folder in any of :data:`FORMATS` (detected) -> :class:`MethodImages`.
+
+    strips: the user says the images are [source | target | generated] strips (``--triplets``), which
+    decides the panel count where the image size alone cannot.
 
     known: annotated image names (resolve ambiguous pair names and names without extensions).
     pairs: a pairs CSV or list; it names numbered strips (file number ``first_number + i`` is row i, the
@@ -361,7 +379,7 @@ def read_method(
     first = read_image(files[0])
     shape = first.shape
     allowed = {"pair": (1, 3), "vis": (3, 5), "numbered": (3, 1)}[kind]
-    count = panel_count(shape[:2], allowed, frame, str(files[0]))
+    count = panel_count(shape[:2], allowed, frame, str(files[0]), prefer=3 if strips else None)
     if kind == "pair":
         # deformgan generate's (and the authors') exact naming: <from>_<to>.png with both full names.
         plain_png = all(f.name == f"{p.pair[0]}_{p.pair[1]}.png" for f, p in zip(files, parsed, strict=True))
