@@ -14,7 +14,14 @@ the 128x64 models, the HTTP round trip through the real server (urllib client in
 machine's 2 cores are shared with other jobs: wall-clock figures are inflated by their load (stated), the
 1-thread CPU-time column is not.
 
-    .venv/bin/python benchmarks/editor_latency.py --out benchmarks/results/editor_latency.md
+    OMP_WAIT_POLICY=PASSIVE .venv/bin/python benchmarks/editor_latency.py \
+        --out benchmarks/results/editor_latency.md
+    .venv/bin/python benchmarks/editor_latency.py --threads 2 --cases 0 3 \
+        --out benchmarks/results/editor_latency.md --append "Two threads with OpenMP's default wait policy"
+
+(OpenMP reads ``OMP_WAIT_POLICY`` when torch loads it, so it is set for the whole process. PASSIVE makes
+an idle OpenMP thread sleep instead of spinning: on a core shared with other jobs, a spinning thread
+steals the time its partner needs.)
 """
 
 from __future__ import annotations
@@ -198,6 +205,7 @@ def main(argv: list[str] | None = None) -> None:
         "--cases", type=int, nargs="+", default=list(range(len(CASES))), help="indices of CASES"
     )
     parser.add_argument("--out", type=Path, default=None, help="also write the Markdown report here")
+    parser.add_argument("--append", metavar="TITLE", help="add this run to --out as a section named TITLE")
     args = parser.parse_args(argv)
     load_before = os.getloadavg()[0]
     rows = []
@@ -237,14 +245,21 @@ def main(argv: list[str] | None = None) -> None:
         command = "python benchmarks/editor_latency.py " + " ".join(
             argv if argv is not None else sys.argv[1:]
         )
-        header = (
-            "# Editor latency (benchmarks/editor_latency.py)\n\n"
+        policy = os.environ.get("OMP_WAIT_POLICY")
+        if policy:
+            command = f"OMP_WAIT_POLICY={policy} {command}"
+        section = (
             f"Command: `{command}`\n\n"
             f"Machine: {machine_description()}, shared with other jobs (load average {load_before:.1f} at "
             f"the start, {load_after:.1f} at the end); bfloat16 instructions: "
-            f"{'yes' if torch.ops.mkldnn._is_mkldnn_bf16_supported() else 'no'}.\n\n"
+            f"{'yes' if torch.ops.mkldnn._is_mkldnn_bf16_supported() else 'no'}; OpenMP wait policy: "
+            f"{policy or 'default (waiting threads spin)'}.\n\n"
         )
-        atomic_write_text(args.out, header + table)
+        if args.append and args.out.is_file():
+            text = args.out.read_text().rstrip("\n") + f"\n\n## {args.append}\n\n" + section + table
+        else:
+            text = "# Editor latency (benchmarks/editor_latency.py)\n\n" + section + table
+        atomic_write_text(args.out, text)
 
 
 if __name__ == "__main__":

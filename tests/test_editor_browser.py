@@ -10,6 +10,7 @@ Run as a script to write the screenshots of ``docs/`` (see :func:`main`).
 
 from __future__ import annotations
 
+import base64
 import json
 import shutil
 import time
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 from test_editor_server import (  # noqa: F401
     no_pose_backend,
     png_bytes,
@@ -175,6 +177,12 @@ def test_drag_undo_redo_and_saved_pose(editor, trained_run, tmp_path: Path):  # 
         open_requests += 1 if kind == "start" else -1
         most = max(most, open_requests)
     assert most == 1
+
+    # "Download result" saves the generated image shown.
+    result = saved_pose(page, "#download")
+    assert result.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert np.asarray(Image.open(result)).shape == (*SIZE, 3)
+    assert output(page).endswith(base64.b64encode(result.read_bytes()).decode())
 
     # The saved pose (OpenPose JSON) has the wrist moved by the drag.
     saved = saved_pose(page, "#save-json")

@@ -91,12 +91,13 @@ class EditorEngine:
     """A generator (eval mode) split into its source-side and its per-pose work.
 
     generator: a :class:`Generator`; config: its run's config (image size, heatmaps, skip type).
-    channels_last: keep the generator's weights and activations channels-last (NHWC): oneDNN's convolutions
-    run 1.3-1.5x faster that way on a CPU (``benchmarks/results/editor_latency.md``); the result equals
-    the NCHW forward up to float rounding (~1e-6). preview: the precision of :meth:`render` with
-    ``final=False`` (the updates while a joint is being dragged): "fp32", or "bf16" (autocast; about 1.7x
-    faster where the CPU has native bfloat16 instructions, within a few grey levels of fp32). Final renders
-    are always fp32.
+    channels_last: keep the generator's weights and activations channels-last (NHWC): oneDNN then picks
+    faster convolution kernels on a CPU (1.05-1.12x per update at full width,
+    ``benchmarks/results/editor_latency.md``); the result equals the NCHW forward up to float rounding
+    (at most one grey level). preview: the precision of :meth:`render` with ``final=False`` (the updates
+    while a joint is being dragged): "fp32", or "bf16" (autocast; 1.3x per update, 1.6x in the decoder, at
+    256x256 full width on a CPU with AVX-512 BF16; a few grey levels from fp32). Final renders are always
+    fp32.
     """
 
     def __init__(
