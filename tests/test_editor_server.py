@@ -283,6 +283,25 @@ def test_video_without_pose_model(no_pose_backend, tmp_path: Path):
         no_pose_backend.load_video(b"definitely not a video", "x.mp4")
 
 
+def test_frame_count_when_the_container_does_not_say():
+    from deformgan.editor.session import frame_count
+
+    class Capture:  # a capture whose first frame was read, 4 more to grab, no stated count
+        def __init__(self, stated: int):
+            self.stated, self.left = stated, 4
+
+        def get(self, prop):
+            assert prop == cv2.CAP_PROP_FRAME_COUNT
+            return self.stated
+
+        def grab(self):
+            self.left -= 1
+            return self.left >= 0
+
+    assert frame_count(Capture(-1)) == 5 and frame_count(Capture(0)) == 5
+    assert frame_count(Capture(12)) == 12  # a stated count is trusted (seeking checks each frame)
+
+
 @pytest.fixture(scope="module")
 def pose_backend(trained_run, tmp_path_factory) -> EditorBackend:
     run, _ = trained_run

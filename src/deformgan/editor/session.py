@@ -40,10 +40,12 @@ from deformgan.parts import PART_NAMES
 #: How a photo becomes the model frame: "person" finds the person and frames them as the dataset crops do
 #: (:func:`deformgan.pose.framing.frame_person`; needs the pose model); "whole" fits the whole photo into
 #: the frame (border replicated where the aspect ratios differ).
-FRAMINGS = ("person", "whole")
+FRAMING_MODES = ("person", "whole")
 #: Photos (and videos) whose source side stays cached; older ones are dropped (the page reloads them).
 MAX_PHOTOS = 8
 MAX_VIDEOS = 2
+#: Frames counted at most when a video file does not state its length.
+MAX_VIDEO_FRAMES = 100_000
 POSE_FORMATS = ("openpose", "csv")
 
 
@@ -85,6 +87,19 @@ def whole_photo_box(photo_size: tuple[int, int], size: tuple[int, int]) -> tuple
     else:
         box_w, box_h = max(1, round(ph * width / height)), ph
     return ((pw - box_w) // 2, (ph - box_h) // 2, box_w, box_h)
+
+
+def frame_count(capture) -> int:
+    """Frames of an opened ``cv2.VideoCapture`` whose first frame was just read: the container's count, or,
+    when it states none (some streams report 0 or -1), 1 + the frames that can still be grabbed (at most
+    :data:`MAX_VIDEO_FRAMES`)."""
+    count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+    if count >= 1:
+        return count
+    count = 1
+    while count < MAX_VIDEO_FRAMES and capture.grab():
+        count += 1
+    return count
 
 
 class EditorBackend:
@@ -144,7 +159,7 @@ class EditorBackend:
             "preview": self.engine.preview,
             "pose_model": self.pose_estimator is not None,
             "pose_message": self.pose_message,
-            "framings": list(FRAMINGS),
+            "framings": list(FRAMING_MODES),
         }
 
     # ------------------------------------------------------------------------------------------
@@ -174,15 +189,15 @@ class EditorBackend:
         return self.pose_estimator
 
     def frame(self, photo: np.ndarray, framing: str, where: str) -> Framed:
-        """Bring a uint8 (H, W, 3) photo into the model frame with its keypoints (see :data:`FRAMINGS`).
+        """Bring a uint8 (H, W, 3) photo into the model frame with its keypoints (see :data:`FRAMING_MODES`).
 
         "whole" without the pose model (or when it finds nobody) starts from :func:`template_pose` and says
         so in the note: the user places the joints by hand.
         """
         from deformgan.pose.framing import Framing, frame_person
 
-        if framing not in FRAMINGS:
-            raise InputError(f"framing: expected one of {FRAMINGS}, got {framing!r}")
+        if framing not in FRAMING_MODES:
+            raise InputError(f"framing: expected one of {FRAMING_MODES}, got {framing!r}")
         if framing == "person":
             model = self._estimator("Finding the person in a photo")
             with self._pose_lock:
@@ -258,8 +273,8 @@ class EditorBackend:
         capture = cv2.VideoCapture(str(path))
         try:
             ok, _ = capture.read() if capture.isOpened() else (False, None)
-            count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) if ok else 0
             fps = float(capture.get(cv2.CAP_PROP_FPS)) if ok else 0.0
+            count = frame_count(capture) if ok else 0
         finally:
             capture.release()
         if not ok or count < 1:
