@@ -538,6 +538,43 @@ def weights_pose(
         typer.echo(f"{name}: {path}")
 
 
+@app.command()
+def editor(
+    checkpoint: Annotated[
+        Path | None, typer.Option(help="Run or ckpt-* folder (default: the shipped model).")
+    ] = None,
+    host: Annotated[
+        str, typer.Option(help="Address to listen on (127.0.0.1: this machine only).")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port (0: any free port).")] = 7860,
+    device: Annotated[str, typer.Option(help="cpu | cuda | cuda:N")] = "cpu",
+    threads: Annotated[int | None, typer.Option(help="torch CPU threads (1 on a busy machine).")] = None,
+    preview: Annotated[
+        str, typer.Option(help="Precision while dragging: fp32 | bf16 (release renders fp32).")
+    ] = "fp32",
+    pose_model: Annotated[
+        Path | None, typer.Option(help="BlazePose file (default: the weights cache).")
+    ] = None,
+    max_upload_mb: Annotated[float, typer.Option(help="Largest upload accepted, MiB.")] = 64,
+) -> None:
+    """Pose editor in the browser: drag the target skeleton, the generated person follows (local, offline;
+    needs the editor extra: pip install "deformgan[editor]")."""
+    try:
+        from deformgan.editor import run_editor
+    except ImportError as error:
+        raise InputError(
+            f'the editor needs its extra: pip install "deformgan[editor]" ({error.name} missing)'
+        ) from None
+    if threads is not None:
+        _positive(threads, "--threads")
+    if not 0 <= port <= 65535:
+        raise InputError(f"--port: expected 0..65535, got {port}")
+    run_editor(
+        checkpoint, host=host, port=port, device=_device(device), threads=threads, preview=preview,
+        pose_model=_existing(pose_model, "--pose-model"), max_upload_mb=max_upload_mb,
+    )  # fmt: skip
+
+
 # ----------------------------------------------------------------------------------------------
 # Demo
 
