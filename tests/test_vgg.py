@@ -108,7 +108,9 @@ def test_frozen_truncated_and_differentiable(vgg_files):
 
 def test_keras_reference_preprocessing_by_hand(vgg_files):
     path, _ = vgg_files
-    vgg = VGG19Features(["conv1_1"], weights=path, preprocess="keras-reference")
+    # keras-reference takes Keras' weights: the truncated notop file of the Keras fixtures (block1_conv1..).
+    keras_file = Path(__file__).resolve().parent / "fixtures" / "keras" / "vgg19_notop_block1_block2conv1.h5"
+    vgg = VGG19Features(["conv1_1"], weights=keras_file, preprocess="keras-reference")
     # R=1, G=0, B=-1 -> [255, 127.5, 0]; minus [103.939, 116.779, 123.68] in RGB order (the reference's
     # order), then flipped to BGR: [0 - 123.68, 127.5 - 116.779, 255 - 103.939].
     image = torch.tensor([1.0, 0.0, -1.0]).view(1, 3, 1, 1).expand(1, 3, 2, 2)

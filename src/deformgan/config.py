@@ -51,6 +51,8 @@ class GeneratorConfig:
     norm: Literal["reference", "instance"] = "reference"
     width: float = 1.0  # channel multiplier; 1.0 = the paper's (64, ..., 512) filters
     dropout: float = 0.5
+    # Backward of the warp: exact = its adjoint; tf = TF 1.x's resampling (what trained the released models)
+    warp_gradient: Literal["exact", "tf"] = "exact"
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,9 @@ class ObjectiveConfig:
     features: Literal["pixel", "conv1_2", "conv2_1"] = "pixel"  # compared: pixels or VGG-19 features
     neighborhood: int = 1  # n of the n x n NN window (3 Market / 5 DeepFashion in the Full model)
     vgg_weights: str | None = None  # path to VGG-19 weights (file or folder); None = standard lookup
+    # which VGG-19: keras-reference = Keras' weights + the authors' caffe input (the lambdas' network),
+    # torchvision = torchvision's weights + ImageNet mean/std, auto = Keras' file when found, else torchvision
+    vgg_preprocess: Literal["auto", "torchvision", "keras-reference"] = "torchvision"
 
 
 @dataclass(frozen=True)

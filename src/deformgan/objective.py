@@ -28,7 +28,7 @@ from torch import nn
 
 from deformgan.errors import InputError
 from deformgan.losses import d_loss, g_adversarial_loss, l1_loss, nn_loss
-from deformgan.vgg import VGG19Features
+from deformgan.vgg import VGG_CHOICES, VGG19Features
 
 #: Logged generator terms: the weighted total, then the unweighted adversarial and reconstruction losses.
 GENERATOR_TERMS = ("loss/G/total", "loss/G/adv", "loss/G/rec")
@@ -43,8 +43,12 @@ class GeneratorObjective(nn.Module):
 
     reconstruction: "l1" (mean |a - b| over all elements) or "nn" (nearest-neighbour loss, window
     ``neighborhood``); features: "pixel", or the post-ReLU VGG-19 layer "conv1_2" (the Full model) /
-    "conv2_1" (PercLoss), weights looked up as ``vgg19-dcbb9e9d.pth`` (or ``vgg_weights``); the real
-    target's features are computed without gradient.
+    "conv2_1" (PercLoss); the real target's features are computed without gradient.
+    vgg_preprocess: which VGG-19 (:mod:`deformgan.vgg`): "torchvision" (``vgg19-dcbb9e9d.pth``, ImageNet
+    mean/std), "keras-reference" (Keras' ``vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5``, the
+    authors' caffe-style input -- the network the paper's lambdas were tuned on) or "auto" (Keras' file
+    when found, else torchvision's); vgg_weights: an explicit file or folder (None = standard lookup).
+    :meth:`describe_features` / :attr:`feature_source` say what was loaded.
     forward(fake_logits (D's logits on the generated pair), generated, target (B,3,H,W) in [-1, 1])
     -> (L_G, {term name: value}) with the terms of :data:`GENERATOR_TERMS`.
     """
@@ -57,6 +61,7 @@ class GeneratorObjective(nn.Module):
         features: str = "pixel",
         neighborhood: int = 1,
         vgg_weights: str | Path | None = None,
+        vgg_preprocess: str = "torchvision",
     ):
         super().__init__()
         if reconstruction not in RECONSTRUCTIONS:
@@ -72,12 +77,31 @@ class GeneratorObjective(nn.Module):
             or neighborhood % 2 == 0
         ):
             raise InputError(f"objective: neighborhood must be an odd int >= 1, got {neighborhood!r}")
+        if vgg_preprocess not in VGG_CHOICES:
+            raise InputError(
+                f"objective: vgg_preprocess must be one of {VGG_CHOICES}, got {vgg_preprocess!r}"
+            )
         self.adversarial_weight = adversarial_weight
         self.reconstruction = reconstruction
         self.reconstruction_weight = reconstruction_weight
         self.features = features
         self.neighborhood = neighborhood
-        self.vgg = None if features == "pixel" else VGG19Features([features], weights=vgg_weights)
+        self.vgg = (
+            None
+            if features == "pixel"
+            else VGG19Features([features], weights=vgg_weights, preprocess=vgg_preprocess)
+        )
+
+    @property
+    def feature_source(self) -> dict | None:
+        """What the reconstruction compares on, JSON-able: None for pixels, else the VGG-19 weights file,
+        its kind ("keras" | "torchvision"), the resolved preprocessing and the layer
+        (:attr:`deformgan.vgg.VGG19Features.source`)."""
+        return None if self.vgg is None else dict(self.vgg.source)
+
+    def describe_features(self) -> str:
+        """One line for logs and run folders: "pixels", or which VGG-19 file and preprocessing are used."""
+        return "pixels (no VGG)" if self.vgg is None else self.vgg.describe()
 
     def reconstruction_loss(self, generated: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Unweighted ``L_rec`` of (B,3,H,W) images in [-1, 1] (the authors' ``st_loss``)."""

@@ -18,7 +18,7 @@ from deformgan.conditioning import WARP_SKIPS, PoseConditioning
 from deformgan.errors import InputError
 from deformgan.keypoints import NUM_JOINTS
 from deformgan.models.blocks import DownBlock, UpBlock, keras_init_, make_norm, scaled
-from deformgan.warp import AGGREGATES, MODES, deform
+from deformgan.warp import AGGREGATES, GRADIENTS, MODES, deform
 
 WARPED_LEVELS = 4  # encoder levels 0..3 (strides 1, 2, 4, 8) are warped (``concatenate_skips``)
 IMAGE_CHANNELS = 3
@@ -106,6 +106,8 @@ class Generator(nn.Module):
     image_size: (H, W), e.g. (128, 64) Market, (256, 256) DeepFashion.
     warp_skip: "mask" (DSC, 10 parts + masks), "global" (one affine, no masks), "none" (Baseline).
     warp_agg: "max" | "avg"; warp_mode: "nearest" (reference) | "bilinear".
+    warp_gradient: "exact" (the adjoint of the warp) | "tf" (TF 1.x's resampling backward, which trained the
+        authors' released checkpoints; :mod:`deformgan.warp`). The forward is the same either way.
     norm: "reference" (keras-contrib instance norm over C x H x W) | "instance" (per-channel).
     width: filter multiplier (1 = paper; the 3-channel output is never scaled). dropout: decoder dropout.
     """
@@ -119,6 +121,7 @@ class Generator(nn.Module):
         norm: str = "reference",
         width: float = 1.0,
         dropout: float = 0.5,
+        warp_gradient: str = "exact",
     ):
         super().__init__()
         if warp_skip not in WARP_SKIPS:
@@ -127,6 +130,8 @@ class Generator(nn.Module):
             raise InputError(f"Generator: warp_agg must be one of {AGGREGATES}, got {warp_agg!r}")
         if warp_mode not in MODES:
             raise InputError(f"Generator: warp_mode must be one of {MODES}, got {warp_mode!r}")
+        if warp_gradient not in GRADIENTS:
+            raise InputError(f"Generator: warp_gradient must be one of {GRADIENTS}, got {warp_gradient!r}")
         if not width > 0:
             raise InputError(f"Generator: width must be > 0, got {width}")
         if not 0 <= dropout < 1:
@@ -134,6 +139,7 @@ class Generator(nn.Module):
         make_norm(norm, 1)  # validates the name
         self.image_size = (int(image_size[0]), int(image_size[1]))
         self.warp_skip, self.warp_agg, self.warp_mode = warp_skip, warp_agg, warp_mode
+        self.warp_gradient = warp_gradient
         levels = encoder_levels(self.image_size)
         enc = tuple(scaled(f, width) for f in encoder_filters(levels))
         dec = tuple(scaled(f, width) for f in decoder_filters(levels)[:-1]) + (IMAGE_CHANNELS,)
@@ -163,6 +169,7 @@ class Generator(nn.Module):
                     self.warp_agg,
                     self.warp_mode,
                     image_size=self.image_size,
+                    gradient=self.warp_gradient,
                 )
             fused.append(torch.cat([app, pos], dim=1))
         return fused
