@@ -31,7 +31,7 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from machine import describe_machine  # noqa: E402
+from machine import machine_description  # noqa: E402
 from test_train import make_tiny_dataset, tiny_config  # noqa: E402
 
 from deformgan.atomic import atomic_write_text  # noqa: E402
@@ -557,7 +557,7 @@ def main() -> None:
         "",
         "Command: `.venv/bin/python benchmarks/reliability_sweep.py`",
         "",
-        f"Machine: {describe_machine()}. {passed} of {len(rows)} cases pass.",
+        f"Machine: {machine_description()}. {passed} of {len(rows)} cases pass.",
         "",
         "| class | case | result | what the user sees |",
         "|---|---|---|---|",

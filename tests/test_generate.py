@@ -136,7 +136,7 @@ def test_animate_writes_a_gif(trained, tmp_path: Path):
     with Image.open(gif) as image:
         assert image.format == "GIF" and image.n_frames == 5 and image.size == (64, 128)
         assert image.info["duration"] == 200
-    with pytest.raises(InputError, match="targets: expected \(T, 18, 2\)"):
+    with pytest.raises(InputError, match=r"targets: expected \(T, 18, 2\)"):
         model.animate(source_path, STANDING, STANDING, tmp_path / "bad.gif")
 
 

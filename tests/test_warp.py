@@ -335,3 +335,31 @@ def test_real_market_pairs_warp_like_the_reference_transforms():
         ours = deform(features, theta, ~no_point, masks)
         reference = deform(features, theta_ref, torch.ones_like(no_point), masks)
         assert torch.equal(ours, reference)
+
+
+@pytest.mark.parametrize("aggregate", ["max", "avg"])
+def test_keeping_every_part_gives_the_same_warp_and_gradient(monkeypatch, aggregate):
+    """On accelerators deform keeps all P parts (no host sync to learn k); that must change nothing: the
+    same output and the same gradient as the pruned CPU path, bit for bit."""
+    import deformgan.warp as warp
+
+    g = torch.Generator().manual_seed(3)
+    features = torch.randn(2, 3, 16, 8, generator=g)
+    theta = affine(a0=1.1, b1=0.9, a2=0.7, b2=-0.4).expand(2, 10, 2, 3).clone()
+    valid = torch.rand(2, 10, generator=g) > 0.2
+    masks = (torch.rand(2, 10, 32, 16, generator=g) > 0.6).float()
+    results = []
+    kept = []
+    real = warp._parts_to_keep
+    for keep_all in (False, True):
+        monkeypatch.setattr(
+            warp,
+            "_parts_to_keep",
+            lambda c, keep_all=keep_all: kept.append(c.shape[1] if keep_all else real(c)) or kept[-1],
+        )
+        x = features.clone().requires_grad_(True)
+        out = deform(x, theta, valid, masks, aggregate)
+        (grad,) = torch.autograd.grad((out * torch.arange(out.numel()).view_as(out)).sum(), x)
+        results.append((out.detach(), grad))
+    assert kept[0] < 10 and kept[-1] == 10  # the CPU path really pruned; the other kept every part
+    assert torch.equal(results[0][0], results[1][0]) and torch.equal(results[0][1], results[1][1])

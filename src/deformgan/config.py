@@ -405,12 +405,22 @@ def load_config(path: str | os.PathLike, overrides: Iterable[str] = ()) -> Confi
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: config file not found")
+    raw = path.read_bytes()
     try:
-        values = yaml.safe_load(path.read_text()) or {}
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = raw[: error.start].count(b"\n") + 1
+        raise InputError(f"{path}: line {line}: not UTF-8 text (byte {raw[error.start]:#04x})") from None
+    try:
+        values = yaml.safe_load(text)
     except yaml.YAMLError as error:
         line = getattr(getattr(error, "problem_mark", None), "line", None)
         where = f" (line {line + 1})" if line is not None else ""
         raise InputError(f"{path}: not valid YAML{where}") from None
+    except (RecursionError, ValueError) as error:  # nesting too deep, or a number YAML cannot hold
+        raise InputError(f"{path}: not a readable config ({type(error).__name__})") from None
+    if values is None:
+        raise InputError(f"{path}: empty config (expected sections {', '.join(SECTIONS)})")
     if not isinstance(values, Mapping):
         raise InputError(f"{path}: expected a mapping with sections {', '.join(SECTIONS)}")
     try:

@@ -205,9 +205,12 @@ def _geometry(
     # Only parts covering a pixel can win there; the others add a 0. Reorder the part axis so that every
     # pixel lists its covering parts first and keep k = (most covering parts anywhere) + 1 entries: the extra
     # uncovered entry (zero slot) stands for all uncovered parts. Limb and head masks are small, so k is
-    # typically 3-5 instead of 10, and the gather and the reduction shrink by as much.
+    # typically 3-5 instead of 10, and the gather and the reduction shrink by as much. Knowing k needs the
+    # data on the host: on the CPU that is free; on an accelerator it would stall the step (and break CUDA
+    # graphs and torch.compile), so there all parts are kept. The result is the same either way: the order
+    # is stable, so the covering parts come first and the entries beyond them read the zero slot.
     covered = covered.reshape(batch, parts, pixels)
-    k = min(parts, int(covered.sum(dim=1).max()) + 1)
+    k = _parts_to_keep(covered)
     order = torch.sort(covered.to(torch.uint8), dim=1, descending=True, stable=True).indices[:, :k]
     return _Geometry(stride, (h, w), covered, count, order, coords[..., 0], coords[..., 1])
 
@@ -403,6 +406,12 @@ class _TFStyleWarp(torch.autograd.Function):
         features, theta, out = ctx.saved_tensors
         grad_features = _tf_backward(grad, features, theta, out, ctx.geo, ctx.aggregate, ctx.mode)
         return grad_features, None, None, None, None
+
+
+def _parts_to_keep(covered: torch.Tensor) -> int:
+    """How many entries of the part axis to keep for (B, P, pixels) coverage (see :func:`deform`)."""
+    parts = covered.shape[1]
+    return min(parts, int(covered.sum(dim=1).max()) + 1) if covered.device.type == "cpu" else parts
 
 
 def deform(

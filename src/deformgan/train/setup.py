@@ -238,6 +238,12 @@ def build_networks(
         for name in ("generator", "discriminator")
     }
     if checkpoint is not None:
+        saved = checkpoint.extra.get("feature_source", "unrecorded")
+        if saved != "unrecorded" and saved != objective.feature_source:
+            raise InputError(
+                f"{checkpoint.path}: trained with reconstruction features {saved}, but this machine would "
+                f"use {objective.feature_source} (a VGG-19 file appeared or vanished); put the original back"
+            )
         load_weights(generator, checkpoint.generator, f"{checkpoint.path}: generator")
         load_weights(discriminator, checkpoint.discriminator, f"{checkpoint.path}: discriminator")
         for name, optimizer in (("generator", opt_g), ("discriminator", opt_d)):
@@ -261,6 +267,7 @@ def build_networks(
 def save_training_state(nets: Networks, plan: RunPlan, step: int) -> Path:
     """Checkpoint the whole training state after ``step`` iterations (rank 0 only)."""
     extra = {f"scaler/{n}": s.state_dict() for n, s in nets.scalers.items() if s.is_enabled()}
+    extra["feature_source"] = nets.objective.feature_source
     return save_checkpoint(
         plan.run_dir,
         step,
@@ -338,6 +345,7 @@ def start_session(plan: RunPlan, tensorboard: bool) -> Session:
         # Everything that can fail on the user's input has run: only now touch the run folder.
         for note in prepare_run_folder(plan):
             print(note, file=sys.stderr)
+        print(f"reconstruction loss on {nets.objective.describe_features()}", file=sys.stderr)
         save_config(config, plan.run_dir / CONFIG_FILE)
         session.log = RunLog(plan.run_dir, plan.start_step, tensorboard=tensorboard)
     return session
