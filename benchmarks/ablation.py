@@ -47,6 +47,7 @@ from deformgan.atomic import atomic_write_text
 from deformgan.config import Config, find_config, load_config
 from deformgan.data import PairDataset
 from deformgan.evaluation import metrics as M
+from deformgan.evaluation.baselines import warp_only
 from deformgan.evaluation.mask import evaluation_mask
 from deformgan.generate import generate_batch, load_generator
 from deformgan.images import to_uint8, write_image
@@ -57,7 +58,6 @@ from deformgan.vgg import VGG19_WEIGHTS_FILE, VGG19_WEIGHTS_URL
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import machine_description  # noqa: E402  (benchmarks/machine.py)
-from real_triplets import warp_sources  # noqa: E402  (sibling benchmark script, not a package)
 
 RESULTS = Path(__file__).resolve().parent / "results"
 PREFIX = "synth"
@@ -401,7 +401,7 @@ def main(argv: list[str] | None = None) -> dict:
     mask = evaluation_mask(target_kp, source.shape[1:3]).numpy()
     candidates = {
         "copy the source": source,
-        "warp-only (source warped by the part affines)": warp_sources(
+        "warp-only (source warped by the part affines)": warp_only(
             source, source_kp.numpy(), target_kp.numpy()
         ),
     }

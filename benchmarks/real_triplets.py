@@ -26,11 +26,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from deformgan.evaluation.baselines import warp_only
 from deformgan.evaluation.formats import read_method
 from deformgan.evaluation.scores import METRICS, markdown_table, score_images, target_masks
 from deformgan.keypoints import read_annotations
-from deformgan.parts import part_affines, part_masks
-from deformgan.warp import deform
 
 DATASETS = {
     # name: (triplet folder, annotation CSVs (keypoints of sources and targets), frame size (H, W))
@@ -38,23 +37,6 @@ DATASETS = {
     "deepfashion": ("deepfashion", ["fasion-annotation-test.csv"], (256, 256)),
 }
 CLASSIC = ("ssim", "mask_ssim", "ds_hog", "l1")
-
-
-def warp_sources(source: np.ndarray, source_kp: np.ndarray, target_kp: np.ndarray) -> np.ndarray:
-    """uint8 (N,H,W,3) sources -> uint8 sources warped part by part toward the target poses.
-
-    The warp runs on pixel values in [0, 255]: ``deform`` zero-fills outside each part's mask and takes the
-    max over parts (the reference's layer, designed for non-negative ReLU features), so a zero must mean
-    "no contribution", which it does for non-negative pixels and would not for [-1, 1] images.
-    """
-    size = source.shape[1:3]
-    src_kp = torch.from_numpy(source_kp).float()
-    tgt_kp = torch.from_numpy(target_kp).float()
-    theta, valid = part_affines(src_kp, tgt_kp)
-    masks = part_masks(tgt_kp, size)
-    pixels = torch.from_numpy(source).permute(0, 3, 1, 2).float()
-    warped = deform(pixels, theta, valid, masks, "max", "nearest")
-    return warped.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
 
 def run_dataset(shared: Path, name: str, weights: Path) -> dict[str, dict]:
@@ -71,7 +53,7 @@ def run_dataset(shared: Path, name: str, weights: Path) -> dict[str, dict]:
     candidates = {
         "Def-GAN (authors' outputs)": triplets.generated,
         "copy the source": source,
-        "source warped by the part affines": warp_sources(source, source_kp, target_kp),
+        "source warped by the part affines": warp_only(source, source_kp, target_kp),
     }
     return {
         label: score_images(images, triplets.target, mask, metrics=METRICS, weights=weights)
