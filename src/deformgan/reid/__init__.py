@@ -8,7 +8,10 @@ set (A = T + generated), and Re-ID models trained on A are compared with models 
 - :mod:`deformgan.reid.models`, :mod:`deformgan.reid.embedding`: IDE (ResNet-50 or a small CNN) and the
   Discriminative Embedding (siamese identification + verification);
 - :mod:`deformgan.reid.metric_learning`: Euclidean, XQDA and KISSME distances;
-- :mod:`deformgan.reid.train`, :mod:`deformgan.reid.report`: training, scoring, the Table-1 report.
+- :mod:`deformgan.reid.train`, :mod:`deformgan.reid.report`: training, scoring, the Table-1 report;
+- :mod:`deformgan.reid.augment`: the augmented set, K generated poses per training image (resumable);
+- :mod:`deformgan.reid.synthetic`, :mod:`deformgan.reid.study`: the experiment on synthetic people (T,
+  A_gan, A_oracle, shuffled labels; ``benchmarks/reid_augmentation.py``).
 
 The numpy parts load eagerly; the torch parts on first use.
 """
@@ -33,6 +36,12 @@ _LAZY = {
     "extract_features": "deformgan.reid.train",
     "evaluate_reid": "deformgan.reid.report",
     "write_table1_report": "deformgan.reid.report",
+    "augment": "deformgan.reid.augment",
+    "shuffle_labels": "deformgan.reid.augment",
+    "ReIDExperimentSpec": "deformgan.reid.synthetic",
+    "write_reid_experiment": "deformgan.reid.synthetic",
+    "StudySettings": "deformgan.reid.study",
+    "run_study": "deformgan.reid.study",
 }
 
 __all__ = ["evaluate_ranking", "fit_kissme", "fit_metric", "fit_xqda", "per_query_results", *_LAZY]

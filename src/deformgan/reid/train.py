@@ -58,7 +58,8 @@ class ReIDTrainConfig:
     scratch); a pretrained backbone gets ``lr * backbone_lr_mult``. The learning rate is multiplied by
     0.1 at each fraction of ``iterations`` in ``lr_steps``. dropout: before the classifiers (None: 0.5
     for IDE, 0.9 for DE as in the DE authors' code). positive_fraction, identification_weight,
-    verification_weight: DE only (:mod:`deformgan.reid.embedding`).
+    verification_weight: DE only (:mod:`deformgan.reid.embedding`). cache_images: keep the decoded
+    training images in memory (:class:`deformgan.reid.data.ReIDImageDataset`; no effect on the result).
     """
 
     objective: str = "ide"
@@ -83,6 +84,7 @@ class ReIDTrainConfig:
     checkpoint_every: int = 0
     random_init: bool = False
     query_seed: int = 0
+    cache_images: bool = False
 
     def __post_init__(self) -> None:
         if self.objective not in OBJECTIVES:
@@ -321,7 +323,9 @@ def train_reid(
     model, init = build_model(config, len(identities), weights=weights)
     model.to(device).train()
 
-    dataset = ReIDImageDataset(images, train_transform(config.input_size, flip=config.flip), identities)
+    dataset = ReIDImageDataset(
+        images, train_transform(config.input_size, flip=config.flip), identities, cache=config.cache_images
+    )
     labels = [dataset.label(i) for i in range(len(dataset))]
     pairs = (
         PairSampler(labels, config.positive_fraction, seed=config.seed) if config.objective == "de" else None
