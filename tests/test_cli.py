@@ -193,3 +193,20 @@ def test_compare_and_failures_from_the_command_line(shared, tmp_path):
                      "--worst", "3")  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "fail" / "failures.html").is_file()
+
+
+def test_reid_commands_from_the_command_line(tmp_path):
+    """`deformgan reid train` then `reid evaluate` on a tiny synthetic Re-ID set: the report holds the
+    Euclidean, XQDA and KISSME rows; a bad setting is one line."""
+    data = tmp_path / "people"
+    people = ["--identities", "8", "--poses-per-identity", "4", "--no-preview", "--size", "128x64"]
+    assert run_cli("synth", "--out", str(data), *people).returncode == 0
+    run = tmp_path / "reid"
+    settings = ["backbone=small", "iterations=20", "batch_size=8", "input_size=[64, 32]", "random_init=true"]
+    result = run_cli("reid", "train", "--data", str(data), "--out", str(run), *settings)
+    assert result.returncode == 0, result.stderr
+    result = run_cli("reid", "evaluate", "--run", str(run))
+    assert result.returncode == 0, result.stderr
+    assert "Rank-1" in result.stdout and (run / "evaluation.json").is_file()
+    bad = run_cli("reid", "train", "--data", str(data), "--out", str(tmp_path / "x"), "iteration=3")
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "unknown keys iteration" in bad.stderr

@@ -498,6 +498,92 @@ def failures(
     typer.echo(f"wrote {out / 'failures.html'}")
 
 
+reid_app = typer.Typer(
+    no_args_is_help=True, rich_markup_mode=None, help="Re-ID with generated people (supplementary Table 1)."
+)
+app.add_typer(reid_app, name="reid")
+
+
+@reid_app.command("augment")
+def reid_augment(
+    checkpoint: Annotated[Path, typer.Option(help="A trained deformgan run (or ckpt-*) folder.")],
+    data: Annotated[Path, typer.Option(help="Re-ID dataset (Market-1501 layout or deformgan synth).")],
+    out: Annotated[Path, typer.Option(help="Folder for the generated people + manifest.csv.")],
+    per_image: Annotated[int, typer.Option(help="Generated images per training image (the paper: 10).")] = 10,
+    seed: Annotated[int, typer.Option(help="Seed of the target-pose draw.")] = 0,
+    annotations: Annotated[Path | None, typer.Option(help="Keypoints of the training images (CSV).")] = None,
+    batch_size: Annotated[int, typer.Option(help="Images generated per batch.")] = 16,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")] = "auto",
+) -> None:
+    """Each training person in K new poses (drawn from the training poses), labelled with their identity."""
+    from deformgan.reid.augment import augment
+
+    _positive(per_image, "--per-image")
+    _positive(batch_size, "--batch-size")
+    folder = augment(
+        checkpoint, data, _folder_out(out), per_image=per_image, seed=seed,
+        annotations=_existing(annotations, "--annotations"), batch_size=batch_size, device=_device(device),
+    )  # fmt: skip
+    typer.echo(f"generated people: {folder}")
+
+
+@reid_app.command("train")
+def reid_train(
+    data: Annotated[Path, typer.Option(help="Re-ID dataset (Market-1501 layout or deformgan synth).")],
+    out: Annotated[Path, typer.Option(help="Run folder for the Re-ID model.")],
+    extra: Annotated[
+        list[Path] | None, typer.Option(help="Generated-people folder to add (repeatable).")
+    ] = None,
+    weights: Annotated[Path | None, typer.Option(help="ImageNet ResNet-50 weights (file or folder).")] = None,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")] = "auto",
+    settings: Annotated[
+        list[str] | None, typer.Argument(help="key=value settings, e.g. backbone=small iterations=1500")
+    ] = None,
+) -> None:
+    """Train a Re-ID model (IDE or the discriminative embedding) on T, or T + generated people (A)."""
+    import yaml
+
+    from deformgan.reid.train import ReIDTrainConfig, train_reid
+
+    values = {}
+    for entry in settings or ():
+        key, sep, text = entry.partition("=")
+        if not sep or not key.strip():
+            raise InputError(f"setting {entry!r}: expected key=value (e.g. iterations=1500)")
+        try:
+            values[key.strip()] = yaml.safe_load(text)
+        except yaml.YAMLError:
+            raise InputError(f"setting {entry!r}: the value is not valid YAML") from None
+    run = train_reid(
+        data, _folder_out(out), extra=[_existing(e, "--extra") for e in extra or ()],
+        config=ReIDTrainConfig.from_dict(values), weights=_existing(weights, "--weights"),
+        device=_device(device),
+    )  # fmt: skip
+    typer.echo(f"re-id run: {run}")
+
+
+@reid_app.command("evaluate")
+def reid_evaluate(
+    run: Annotated[Path, typer.Option(help="A Re-ID run folder of `deformgan reid train`.")],
+    data: Annotated[Path | None, typer.Option(help="Re-ID dataset (default: the run's).")] = None,
+    out: Annotated[Path | None, typer.Option(help="JSON file (a .md table beside it).")] = None,
+    ap: Annotated[
+        str, typer.Option(help="standard (torchreid) | official (Market-1501's compute_AP.m)")
+    ] = "standard",
+    no_match: Annotated[str, typer.Option(help="A query without a valid match: zero | skip")] = "zero",
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")] = "auto",
+) -> None:
+    """Rank-1/5/10 and mAP of a Re-ID model with Euclidean, XQDA and KISSME distances (and DE's own)."""
+    from deformgan.reid.report import evaluate_reid
+
+    result = evaluate_reid(
+        _existing(run, "--run"), data=data, out=out, ap=ap, no_match=no_match, device=_device(device)
+    )
+    for method, scores in result["results"].items():
+        typer.echo(f"{method}: Rank-1 {100 * scores['rank1']:.1f} %, mAP {100 * scores['mAP']:.1f} %")
+    typer.echo(f"wrote {(Path(out) if out else run / 'evaluation').with_suffix('.json')}")
+
+
 # ----------------------------------------------------------------------------------------------
 # Users' own photos
 

@@ -241,7 +241,7 @@ class GeneratorRenderer:
 
     def __init__(self, checkpoint: str | os.PathLike, device: str | torch.device = "auto"):
         from deformgan.generate import load_generator
-        from deformgan.reid.train import resolve_device
+        from deformgan.runtime import resolve_device
 
         self.device = resolve_device(device)
         self.generator, self.config = load_generator(checkpoint, self.device)

@@ -38,6 +38,7 @@ from PIL import Image
 
 from deformgan.atomic import atomic_write_text
 from deformgan.errors import InputError
+from deformgan.images import read_image
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 MARKET_FOLDERS = {"train": "bounding_box_train", "query": "query", "gallery": "bounding_box_test"}
@@ -297,11 +298,7 @@ class ReIDImageDataset(torch.utils.data.Dataset):
         item = self.images[i]
         image = self._cache.get(i) if self._cache is not None else None
         if image is None:
-            try:
-                with Image.open(item.path) as handle:
-                    image = handle.convert("RGB")
-            except OSError as error:
-                raise InputError(f"{item.path}: cannot read the image ({error})") from None
+            image = Image.fromarray(read_image(item.path))  # every image mode read right, or one line
             if self._cache is not None:
                 self._cache[i] = image
         return {

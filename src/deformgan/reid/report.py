@@ -25,7 +25,8 @@ from deformgan.errors import InputError
 from deformgan.reid.data import ReIDImage, load_reid_dataset, read_extra_folder
 from deformgan.reid.evaluation import AP_CONVENTIONS, NO_MATCH_POLICIES, evaluate_ranking
 from deformgan.reid.metric_learning import METRICS, fit_metric
-from deformgan.reid.train import extract_features, load_model, resolve_device
+from deformgan.reid.train import extract_features, load_model
+from deformgan.runtime import resolve_device
 
 ROW_NAMES = {"euclidean": "Euclidean", "xqda": "XQDA", "kissme": "KISSME"}
 TABLE1_ROWS = ("Euclidean", "XQDA", "KISSME", "DE")

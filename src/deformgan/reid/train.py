@@ -40,6 +40,7 @@ from deformgan.reid.data import (
 )
 from deformgan.reid.embedding import PairSampler, SiameseReIDNet, discriminative_embedding_loss
 from deformgan.reid.models import BACKBONES, IDENet, build_backbone
+from deformgan.runtime import resolve_device
 
 OBJECTIVES = ("ide", "de")
 STATE_FORMAT = "deformgan.reid"
@@ -132,19 +133,6 @@ class ReIDTrainConfig:
         if "lr_steps" in values:
             values["lr_steps"] = tuple(values["lr_steps"])
         return cls(**values)
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """ "auto" -> cuda when available, else cpu; anything else must be a valid, available torch device."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise InputError(f"device: expected auto, cpu, cuda or cuda:N, got {device!r}") from None
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise InputError(f"device: {device} requested but CUDA is not available")
-    return resolved
 
 
 def build_model(
@@ -449,7 +437,6 @@ __all__ = [
     "extract_features",
     "load_model",
     "load_state",
-    "resolve_device",
     "save_checkpoint",
     "train_reid",
 ]
