@@ -14,6 +14,13 @@ parts = [
     ("Ablation on synthetic people (issue 5)", "ablation.md"),
     ("Synthetic people: rendering speed (issue 2)", "synth_speed.md"),
     ("Synthetic people: pose statistics vs real Market poses (issue 2)", "pose_statistics.md"),
+    ("Faithful modes: heatmaps and warp gradient on the synthetic ablation (issue 10)", "faithful_modes.md"),
+    ("Pose estimation on real images (issue 11)", "pose_accuracy.md"),
+    ("Shipped model and demo quality (issue 12)", "shipped_model.md"),
+    ("GPU training throughput (issue 12)", "gpu.md"),
+    ("Re-ID with generated people (issue 14)", "reid_augmentation.md"),
+    ("Pose editor latency (issue 15)", "editor_latency.md"),
+    ("Reliability sweep (issue 9)", "reliability_sweep.md"),
 ]
 out = [
     "# Benchmarks",
