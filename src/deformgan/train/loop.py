@@ -186,6 +186,11 @@ def train(
                 step += 1
                 meter.add(terms, time.perf_counter() - tick, step - 1)
                 bar.update(1)
+                if time_budget_s is not None and step % 10 == 0:  # the total the budget allows, as it runs
+                    elapsed = time.perf_counter() - loop_start
+                    reachable = step + int((time_budget_s - elapsed) / (elapsed / (step - plan.start_step)))
+                    bar.total = max(step, min(plan.total, reachable))
+                    bar.refresh()
 
                 # Maintenance: rank 0 writes; every rank reaches the same decisions.
                 out_of_time = time_budget_s is not None and time.perf_counter() - loop_start >= time_budget_s
