@@ -201,3 +201,71 @@ def test_loading_never_unpickles(tmp_path: Path, monkeypatch):
 
     monkeypatch.setattr(pickle, "loads", lambda *a, **k: pytest.fail("pickle must not be used"))
     assert ckpt.load_checkpoint(folder).step == 1
+
+
+# ----------------------------------------------------------------------------------------------
+# Exported models (the generator alone; the shipped model is one)
+
+
+def test_export_round_trip_float32_is_exact_and_float16_is_half_precision(tmp_path: Path):
+    generator, *_ = _models_and_optimizers()
+    _save(tmp_path / "run", 6)
+    exact = ckpt.export_generator(tmp_path / "run", tmp_path / "m32", dtype="float32", provenance={"by": "t"})
+    half = ckpt.export_generator(tmp_path / "run", tmp_path / "m16")
+    assert sorted(p.name for p in half.iterdir()) == [ckpt.GENERATOR_FILE, ckpt.MODEL_FILE]
+    for folder in (exact, half):
+        loaded = ckpt.load_checkpoint(folder, weights_only=True)
+        assert loaded.step == 6 and loaded.config["name"] == "t" and loaded.data_dir is None
+        assert loaded.discriminator == {}
+    assert ckpt.load_exported(exact).extra == {"provenance": {"by": "t"}}
+    loaded32, loaded16 = ckpt.load_exported(exact), ckpt.load_exported(half)
+    for key, value in generator.state_dict().items():
+        assert torch.equal(loaded32.generator[key], value)
+        # float16 keeps 11 significant bits: relative error <= 2**-11 for normal numbers.
+        assert loaded16.generator[key].dtype == torch.float32
+        torch.testing.assert_close(loaded16.generator[key], value, rtol=2**-11, atol=2**-24)
+    # The float16 file stores 2 bytes per value (half of float32's 4).
+    from safetensors.torch import load_file
+
+    assert {t.dtype for t in load_file(str(half / ckpt.GENERATOR_FILE)).values()} == {torch.float16}
+
+
+def test_exported_model_refuses_resume_corruption_and_overflow(tmp_path: Path):
+    _save(tmp_path / "run", 3)
+    model = ckpt.export_generator(tmp_path / "run", tmp_path / "model")
+    with pytest.raises(InputError, match="training cannot resume from it"):
+        ckpt.load_checkpoint(model)
+    data = bytearray((model / ckpt.GENERATOR_FILE).read_bytes())
+    data[-1] ^= 0xFF
+    (model / ckpt.GENERATOR_FILE).write_bytes(bytes(data))
+    with pytest.raises(InputError, match="corrupted"):
+        ckpt.load_checkpoint(model, weights_only=True)
+    record = json.loads((model / ckpt.MODEL_FILE).read_text())
+    (model / ckpt.MODEL_FILE).write_text(json.dumps({**record, "dtype": "int8"}))
+    with pytest.raises(InputError, match="'dtype' must be one of"):
+        ckpt.load_checkpoint(model, weights_only=True)
+    with pytest.raises(InputError, match="dtype: expected one of"):
+        ckpt.export_generator(tmp_path / "run", tmp_path / "m2", dtype="bfloat8")
+    # A weight beyond float16's range (65504) cannot be stored in it: refused, naming the tensor.
+    big = torch.nn.Linear(2, 1)
+    with torch.no_grad():
+        big.weight.fill_(1e6)
+    opt = torch.optim.Adam(big.parameters())
+    ckpt.save_checkpoint(
+        tmp_path / "big", 1, generator=big.state_dict(), discriminator=big.state_dict(),
+        optimizers={"generator": opt.state_dict(), "discriminator": opt.state_dict()},
+        config={"name": "t"}, data_dir=None,
+    )  # fmt: skip
+    with pytest.raises(InputError, match="'weight' does not fit in float16"):
+        ckpt.export_generator(tmp_path / "big", tmp_path / "m3")
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("mine")
+    with pytest.raises(InputError, match="not an exported model folder"):
+        ckpt.export_generator(tmp_path / "run", tmp_path / "other")
+    assert (tmp_path / "other" / "notes.txt").read_text() == "mine"
+
+
+def test_shipped_names_resolve_and_unknown_names_list_the_shipped_ones():
+    assert ckpt.resolve_shipped("runs/a") == Path("runs/a")
+    with pytest.raises(InputError, match="no shipped model of that name"):
+        ckpt.resolve_shipped("shipped:nobody")

@@ -120,7 +120,8 @@ def test_unknown_section(tmp_path: Path):
     path.write_text("trian:\n  iterations: 3\n")
     with pytest.raises(
         InputError,
-        match="did you mean 'train'.*valid keys: name, conditioning, generator, discriminator, objective, data",
+        match="did you mean 'train'.*valid keys: name, conditioning, generator, discriminator, objective, "
+        "data",
     ):
         load_config(path)
 

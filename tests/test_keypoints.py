@@ -17,6 +17,7 @@ from deformgan.keypoints import (
     write_pairs,
 )
 
+HEADER = "name:keypoints_y:keypoints_x\n"
 ROW = (
     "0364_c2s1_084546_01.jpg: [14, 28, 29, 50, 65, 28, 41, 27, 68, 96, 112, 67, 93, 119, 12, -1, 14, -1]: "
     "[45, 30, 20, 18, 31, 40, 54, 48, 26, 20, 2, 44, 51, 53, 41, -1, 30, -1]\n"
@@ -62,9 +63,9 @@ def test_round_trip_is_byte_exact(tmp_path):
             + ", ".join(["3"] * 18) + "]\n",
             "joint nose has only one coordinate set to -1",
         ),
-        ("name:keypoints_y:keypoints_x\n" + ROW.replace("[14,", "[99999999999999999999999,"), "beyond 1048576 pixels"),
-        ("name:keypoints_y:keypoints_x\n" + ROW.replace("0364_c2s1", "../../etc/0364_c2s1"), "not a plain image file"),
-        ("name:keypoints_y:keypoints_x\n" + ROW.replace("0364_c2s1", "/abs/0364_c2s1"), "not a plain image file"),
+        (HEADER + ROW.replace("[14,", "[99999999999999999999999,"), "beyond 1048576 pixels"),
+        (HEADER + ROW.replace("0364_c2s1", "../../etc/0364_c2s1"), "not a plain image file"),
+        (HEADER + ROW.replace("0364_c2s1", "/abs/0364_c2s1"), "not a plain image file"),
         ("name:keypoints_y:keypoints_x\nx.jpg: [" + "[" * 5000 + "]: []\n", "keypoints_y is not a list"),
     ],
 )  # fmt: skip
@@ -76,7 +77,7 @@ def test_malformed_annotations_name_file_and_row(tmp_path, text, message):
 
 
 def test_byte_order_mark_is_accepted_and_bad_bytes_name_the_row(tmp_path):
-    """Spreadsheets write a UTF-8 BOM before the header: accepted. A Latin-1 byte is one line naming the row."""
+    """Spreadsheets write a UTF-8 BOM before the header: accepted. A Latin-1 byte: one line naming the row."""
     path = tmp_path / "bom.csv"
     path.write_bytes(b"\xef\xbb\xbf" + ("name:keypoints_y:keypoints_x\n" + ROW).encode())
     assert list(read_annotations(path)) == ["0364_c2s1_084546_01.jpg"]

@@ -17,6 +17,16 @@ checkpoints are pruned last. A crash at any point therefore leaves the previous 
 intact. Loading reads only safetensors and JSON: no pickle, no code execution (unlike the authors'
 Keras ``.h5`` files or pickled checkpoints). The step is read from ``state.json``, never from a file name.
 
+An **exported model** is a checkpoint's generator alone, for inference and sharing (the model shipped with
+the package is one)::
+
+    synth-people/
+      generator.safetensors         # generator state dict, floating tensors stored as float16 or float32
+      model.json                    # format, step, config, dtype, SHA-256, provenance (how it was made)
+
+``load_checkpoint(..., weights_only=True)`` reads both kinds, and ``shipped:<name>`` names a model shipped
+inside the package (``deformgan/shipped_models/<name>``).
+
 No RNG state is stored: the training loop draws every batch and every dropout mask from seeds derived
 from (run seed, iteration, rank), so a resumed run is bit-identical without one. Checkpoints of format 1
 (deformgan 0.1) also stored RNG states, which are ignored, and their config is upgraded on load.
@@ -53,6 +63,13 @@ OPTIMIZERS_FILE = "optimizers.safetensors"
 FORMAT_VERSION = 2
 READABLE_FORMATS = (1, 2)
 _FILES = (GENERATOR_FILE, DISCRIMINATOR_FILE, OPTIMIZERS_FILE, STATE_FILE)
+MODEL_FILE = "model.json"
+MODEL_FORMAT = "deformgan-generator-1"
+EXPORT_DTYPES = {"float16": torch.float16, "float32": torch.float32}
+SHIPPED_PREFIX = "shipped:"
+#: The model the demo and the editor use by default (trained on synthetic people, see its model.json).
+SHIPPED_MODEL = "shipped:synth-people"
+SHIPPED_MODELS_DIR = Path(__file__).resolve().parent / "shipped_models"
 
 
 @dataclass
@@ -414,9 +431,18 @@ def _read_state(folder: Path) -> dict[str, Any]:
 def load_checkpoint(path: str | os.PathLike, *, weights_only: bool = False) -> Checkpoint:
     """Load a checkpoint (folder, or run folder -> its latest) from safetensors + JSON only.
 
-    weights_only: skip the optimiser file (for generation and transfer). Every tensor file is checked
+    weights_only: skip the optimiser file (for generation and transfer); then ``path`` may also be an
+    exported model folder or ``shipped:<name>`` (see :func:`load_exported`). Every tensor file is checked
     against the SHA-256 recorded when it was written, and weights holding NaN/inf are refused.
     """
+    path = resolve_shipped(path)
+    if is_exported_model(path):
+        if not weights_only:
+            raise InputError(
+                f"{path}: an exported generator (no discriminator or optimiser state); training cannot "
+                "resume from it. Use it for generate/transfer, or resume from a run folder"
+            )
+        return load_exported(path)
     folder = find_checkpoint(path)
     state = _read_state(folder)
     checksums = state.get("sha256", {})
@@ -438,3 +464,122 @@ def load_checkpoint(path: str | os.PathLike, *, weights_only: bool = False) -> C
             name: unflatten_optimizer_state(name, tensors, meta) for name, meta in state["optimizers"].items()
         }
     return checkpoint
+
+
+# ----------------------------------------------------------------------------------------------
+# Exported models: the generator alone
+
+
+def shipped_models() -> list[str]:
+    """Names of the models shipped inside the package (``shipped:<name>``)."""
+    if not SHIPPED_MODELS_DIR.is_dir():
+        return []
+    return sorted(p.name for p in SHIPPED_MODELS_DIR.iterdir() if (p / MODEL_FILE).is_file())
+
+
+def resolve_shipped(path: str | os.PathLike) -> Path:
+    """``shipped:<name>`` -> the model's folder in the package; any other path unchanged."""
+    text = os.fspath(path)
+    if not text.startswith(SHIPPED_PREFIX):
+        return Path(path)
+    name = text[len(SHIPPED_PREFIX) :]
+    if name not in shipped_models():
+        available = ", ".join(shipped_models()) or "none"
+        raise InputError(f"{text}: no shipped model of that name (shipped models: {available})")
+    return SHIPPED_MODELS_DIR / name
+
+
+def is_exported_model(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is an exported model folder (it holds ``model.json``)."""
+    return (Path(path) / MODEL_FILE).is_file()
+
+
+def export_generator(
+    checkpoint: str | os.PathLike,
+    out: str | os.PathLike,
+    dtype: str = "float16",
+    provenance: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write the generator of ``checkpoint`` (folder or run folder) as an exported model folder ``out``.
+
+    dtype: storage of the floating tensors, "float16" (half the size; loading casts back to float32) or
+    "float32" (exact). provenance: JSON-able facts on how the model was made (command, data, machine,
+    wall time, scores). The folder is written atomically; an existing model folder is replaced.
+    """
+    if dtype not in EXPORT_DTYPES:
+        raise InputError(f"dtype: expected one of {', '.join(EXPORT_DTYPES)}, got {dtype!r}")
+    loaded = load_checkpoint(checkpoint, weights_only=True)
+    tensors = {}
+    for key, value in loaded.generator.items():
+        stored = value.to(EXPORT_DTYPES[dtype]) if value.is_floating_point() else value
+        if stored.is_floating_point() and not torch.isfinite(stored).all():
+            raise InputError(f"{loaded.path}: tensor {key!r} does not fit in {dtype}; export as float32")
+        tensors[key] = stored
+    out = Path(out)
+    if out.exists() and not is_exported_model(out):
+        if not out.is_dir() or any(out.iterdir()):
+            raise InputError(f"{out}: exists and is not an exported model folder; choose a new folder")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temporary_dir(out.parent, out.name)
+    try:
+        save_file(_state_dict_tensors(tensors), str(tmp / GENERATOR_FILE))
+        record = {
+            "format": MODEL_FORMAT,
+            "step": loaded.step,
+            "config": loaded.config,
+            "dtype": dtype,
+            "sha256": {GENERATOR_FILE: _sha256(tmp / GENERATOR_FILE)},
+            "provenance": dict(provenance or {}),
+        }
+        (tmp / MODEL_FILE).write_text(json.dumps(record, indent=1) + "\n")
+        for name in (GENERATOR_FILE, MODEL_FILE):
+            _fsync_file(tmp / name)
+        if out.exists():
+            _remove(out)
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def read_model_record(folder: str | os.PathLike) -> dict[str, Any]:
+    """``model.json`` of an exported model, checked field by field."""
+    folder = resolve_shipped(folder)
+    where = folder / MODEL_FILE
+    try:
+        record = json.loads(where.read_bytes().decode("utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise InputError(f"{where}: unreadable model record ({error})") from None
+    if not isinstance(record, dict) or record.get("format") != MODEL_FORMAT:
+        raise InputError(f"{where}: unknown model format (expected {MODEL_FORMAT!r})")
+    step = record.get("step")
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        raise InputError(f"{where}: 'step' must be an integer >= 0, got {step!r}")
+    if not isinstance(record.get("config"), dict):
+        raise InputError(f"{where}: 'config' must be the model's config (a mapping)")
+    if record.get("dtype") not in EXPORT_DTYPES:
+        raise InputError(f"{where}: 'dtype' must be one of {', '.join(EXPORT_DTYPES)}")
+    checksums = record.get("sha256")
+    if not isinstance(checksums, dict) or not isinstance(checksums.get(GENERATOR_FILE), str):
+        raise InputError(f"{where}: 'sha256' must give the digest of {GENERATOR_FILE}")
+    if not isinstance(record.get("provenance", {}), dict):
+        raise InputError(f"{where}: 'provenance' must be a mapping")
+    return record
+
+
+def load_exported(folder: str | os.PathLike) -> Checkpoint:
+    """An exported model as a :class:`Checkpoint` with the generator only (floating tensors as float32)."""
+    folder = resolve_shipped(folder)
+    record = read_model_record(folder)
+    tensors = _load_tensors(folder / GENERATOR_FILE, record["sha256"][GENERATOR_FILE])
+    generator = {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}
+    return Checkpoint(
+        path=folder,
+        step=record["step"],
+        config=record["config"],
+        data_dir=None,
+        generator=generator,
+        discriminator={},
+        extra={"provenance": record.get("provenance", {})},
+    )

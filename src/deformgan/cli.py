@@ -29,6 +29,9 @@ app = typer.Typer(
 # Argument checks shared by the commands
 
 
+MODEL_HELP = "Run folder, ckpt-* folder, exported model folder, or shipped:synth-people."
+
+
 def _positive(value: int, option: str) -> int:
     if value < 1:
         raise InputError(f"{option}: expected an integer >= 1, got {value}")
@@ -188,7 +191,7 @@ def train(
 
 @app.command()
 def generate(
-    checkpoint: Annotated[Path, typer.Option(help="Run folder or ckpt-* folder.")],
+    checkpoint: Annotated[Path, typer.Option(help=MODEL_HELP)],
     out: Annotated[Path, typer.Option(help="Output folder: one <from>_<to>.png per pair.")],
     data: Annotated[Path | None, typer.Option(help="Dataset folder (default: the run's).")] = None,
     pairs: Annotated[Path | None, typer.Option(help="Pairs CSV (default: the test pairs).")] = None,
@@ -227,7 +230,7 @@ def _pose_row(annotations: Path, name: str | None, option: str):
 
 @app.command()
 def transfer(
-    checkpoint: Annotated[Path, typer.Option(help="Run folder or ckpt-* folder.")],
+    checkpoint: Annotated[Path, typer.Option(help=MODEL_HELP)],
     image: Annotated[
         Path, typer.Option(help="Photo of the person (any size: the person is found and framed).")
     ],
@@ -317,6 +320,20 @@ def transfer(
         frames = model.render(person_image, source_kp, poses)
         write_video(side_by_side(driving, skeleton_frames(poses, size), frames), out, rate)
     typer.echo(f"wrote {out}")
+
+
+@app.command()
+def export(
+    checkpoint: Annotated[Path, typer.Argument(help="Run folder or ckpt-* folder.")],
+    out: Annotated[Path, typer.Option(help="Model folder to write (generator.safetensors + model.json).")],
+    dtype: Annotated[str, typer.Option(help="float16 (half the size) | float32 (exact)")] = "float16",
+) -> None:
+    """Export the generator of a checkpoint alone (no optimiser state): for generate, transfer, editor."""
+    from deformgan.checkpoint import export_generator
+
+    folder = export_generator(checkpoint, out, dtype=dtype)
+    size = sum(f.stat().st_size for f in folder.iterdir()) / 2**20
+    typer.echo(f"model: {folder} ({size:.1f} MiB)")
 
 
 @app.command("import-keras")

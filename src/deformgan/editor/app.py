@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from deformgan.checkpoint import SHIPPED_MODEL, resolve_shipped
 from deformgan.editor.session import EditorBackend
 from deformgan.errors import InputError
 
@@ -54,15 +55,8 @@ CONTENT_SECURITY_POLICY = (
 
 
 def default_checkpoint() -> Path:
-    """The model ``deformgan editor`` opens without ``--checkpoint``.
-
-    No pretrained editor model ships yet, so this raises :class:`InputError` asking for ``--checkpoint``;
-    when one ships, this function returns its path (the only place to change).
-    """
-    raise InputError(
-        "deformgan editor: no pretrained model ships with deformgan yet; pass --checkpoint RUN "
-        "(a run folder or a ckpt-* folder of `deformgan train`)"
-    )
+    """The model ``deformgan editor`` opens without ``--checkpoint``: the shipped synthetic-people model."""
+    return resolve_shipped(SHIPPED_MODEL)
 
 
 def png_data_url(pixels: np.ndarray) -> str:
