@@ -690,16 +690,25 @@ def demo(
     threads: Annotated[
         int | None, typer.Option(help="CPU threads (default: torch's; use 1 on a busy shared machine).")
     ] = None,
+    video: Annotated[
+        Path | None,
+        typer.Option(help="A real video (or frame folder) whose motion a held-out person follows."),
+    ] = None,
+    pose_model: Annotated[
+        Path | None, typer.Option(help="BlazePose file for --video (default: the weights cache).")
+    ] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an earlier demo in OUT.")] = False,
 ) -> None:
-    """No data, no weights: synthetic people -> train a small Full model on the CPU -> pictures + summary."""
+    """No data, no weights: the shipped model on held-out synthetic people, then a small Full model
+    trained on the CPU, both measured against copy-source and warp-only -> pictures + summary."""
     from deformgan.demo import run_demo
 
     if threads is not None:
         _positive(threads, "--threads")
     summary = run_demo(
-        _folder_out(out), minutes_budget=minutes, seed=seed, threads=threads, overwrite=overwrite
-    )
+        _folder_out(out), minutes_budget=minutes, seed=seed, threads=threads, overwrite=overwrite,
+        video=_existing(video, "--video"), pose_model=_existing(pose_model, "--pose-model"),
+    )  # fmt: skip
     typer.echo(f"demo summary: {summary}")
 
 
