@@ -521,10 +521,11 @@ def run_demo(
     curves.save(out / "loss_curves.png")
     shipped_info = load_checkpoint(shipped_model, weights_only=True)
     provenance = shipped_info.extra.get("provenance", {})
+    people = len(_grid_rows(pairs, len(pairs.sources)))
+    made = provenance.get("summary", str(shipped_model))
     caption = (
-        f"deformgan demo (seed {seed}): {len(pairs.sources)} held-out pairs of {len(_grid_rows(pairs, 10**6))} "
-        f"test people never seen by either model. Shipped model: {provenance.get('summary', shipped_model)}. Fresh "
-        f"model: {config.name} config, {steps} iterations in {train_s / 60:.1f} min on this CPU."
+        f"deformgan demo (seed {seed}): {len(pairs.sources)} held-out pairs of {people} test people never "
+        f"seen by either model. Shipped model: {made}. Fresh model: {config.name} config, {steps} iterations in {train_s / 60:.1f} min on this CPU."
     )
     strip = Image.fromarray(np.concatenate(frames[:: max(len(frames) // 4, 1)][:4], axis=1))
     parts = [
