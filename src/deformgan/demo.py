@@ -525,7 +525,8 @@ def run_demo(
     made = provenance.get("summary", str(shipped_model))
     caption = (
         f"deformgan demo (seed {seed}): {len(pairs.sources)} held-out pairs of {people} test people never "
-        f"seen by either model. Shipped model: {made}. Fresh model: {config.name} config, {steps} iterations in {train_s / 60:.1f} min on this CPU."
+        f"seen by either model. Shipped model: {made}. Fresh model: {config.name} config, {steps} "
+        f"iterations in {train_s / 60:.1f} min on this CPU."
     )
     strip = Image.fromarray(np.concatenate(frames[:: max(len(frames) // 4, 1)][:4], axis=1))
     parts = [
