@@ -370,10 +370,14 @@ def test_run_editor_serves_on_loopback_and_prints_the_address(trained_run, tmp_p
     assert "place the joints by hand" in stderr  # the missing pose model is said once, at the start
 
 
-def test_start_up_errors_are_one_line():
+def test_start_up_errors_are_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    from deformgan import checkpoint
     from deformgan.editor.app import bind, default_checkpoint, is_loopback
 
-    with pytest.raises(InputError, match="pass --checkpoint RUN"):
+    # With the package's model the editor needs no --checkpoint; without it, the line says what to pass.
+    assert (default_checkpoint() / checkpoint.MODEL_FILE).is_file()
+    monkeypatch.setattr(checkpoint, "SHIPPED_MODELS_DIR", tmp_path / "no-models")
+    with pytest.raises(InputError, match="no shipped model.*pass --checkpoint RUN"):
         default_checkpoint()
     taken = bind("127.0.0.1", 0)
     try:

@@ -147,6 +147,30 @@ def test_resume_is_bit_exact(dataset: Path, tmp_path: Path):
     assert logs[0] == logs[1]
 
 
+def test_learning_rate_decays_linearly_over_the_last_iterations():
+    from deformgan.train.loop import learning_rate
+
+    # 10 iterations, the last 4 decayed: steps 0..5 at lr, then 4/4, 3/4, 2/4, 1/4 of it (never 0: the
+    # last update still moves the weights); lr_decay 0 is the authors' constant rate.
+    got = [learning_rate(2e-4, 4, step, 10) for step in range(10)]
+    assert got[:7] == [2e-4] * 7
+    assert got[7:] == pytest.approx([1.5e-4, 1e-4, 0.5e-4])
+    assert [learning_rate(2e-4, 0, step, 10) for step in range(10)] == [2e-4] * 10
+
+
+def test_lr_decay_reaches_the_optimisers_and_resumes_bit_exact(dataset: Path, tmp_path: Path):
+    config = tiny_config(iterations=4, checkpoint_every=2, sample_every=0, lr_decay=2)
+    straight = train(config, dataset, tmp_path / "straight", progress=False, tensorboard=False)
+    for optimizer in load_checkpoint(straight).optimizers.values():
+        assert optimizer["param_groups"][0]["lr"] == pytest.approx(1e-4)  # step 3 of 4: (4 - 3) / 2 * lr
+    # Interrupted after one iteration (as Ctrl-C or a time budget would), then resumed to the total: the
+    # schedule is a function of (step, total), so the resumed run is the straight one.
+    train(config, dataset, tmp_path / "resumed", time_budget_s=0.0, progress=False, tensorboard=False)
+    resumed = train(None, None, tmp_path / "resumed", resume=tmp_path / "resumed", progress=False)
+    expected, got = _all_tensors(straight), _all_tensors(resumed)
+    assert all(torch.equal(expected[key], got[key]) for key in expected)
+
+
 def test_resume_refuses_another_config(dataset: Path, tmp_path: Path):
     run = train(
         tiny_config(iterations=1, sample_every=0),

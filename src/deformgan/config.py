@@ -104,6 +104,9 @@ class TrainConfig:
     batch_size: int = 4
     lr: float = 2e-4
     betas: tuple[float, float] = (0.5, 0.999)
+    # Linear decay of lr to 0 over the LAST lr_decay iterations of the run (pix2pix's schedule); 0 = a
+    # constant lr, as the authors train (the paper configs)
+    lr_decay: int = 0
     seed: int = 0
     log_every: int = 100
     sample_every: int = 1000
@@ -309,6 +312,7 @@ def validate(config: Config) -> None:
         (config.train.iterations >= 0, "train.iterations", ">= 0"),
         (config.train.batch_size >= 1, "train.batch_size", ">= 1"),
         (config.train.lr > 0, "train.lr", "> 0"),
+        (config.train.lr_decay >= 0, "train.lr_decay", ">= 0 (0 = constant)"),
         (all(0 <= b < 1 for b in config.train.betas), "train.betas", "two values in [0, 1)"),
         (config.train.log_every >= 1, "train.log_every", ">= 1"),
         (config.train.sample_every >= 0, "train.sample_every", ">= 0 (0 = never)"),
@@ -449,8 +453,9 @@ def save_config(config: Config, path: str | os.PathLike) -> Path:
 
 
 def configs_dir() -> Path:
-    """The repository's ``configs/`` folder (next to ``src/``)."""
-    return Path(__file__).resolve().parents[2] / "configs"
+    """The configs shipped inside the package (``deformgan/configs``; ``configs/`` in the repository links
+    there), so that a wheel install finds them as an editable one does."""
+    return Path(__file__).resolve().parent / "configs"
 
 
 def find_config(name_or_path: str | os.PathLike) -> Path:

@@ -56,7 +56,11 @@ CONTENT_SECURITY_POLICY = (
 
 def default_checkpoint() -> Path:
     """The model ``deformgan editor`` opens without ``--checkpoint``: the shipped synthetic-people model."""
-    return resolve_shipped(SHIPPED_MODEL)
+    try:
+        return resolve_shipped(SHIPPED_MODEL)
+    except InputError as error:  # an install without the package data (e.g. a trimmed wheel)
+        message = f"deformgan editor: {error}; pass --checkpoint RUN (a run or model folder)"
+        raise InputError(message) from None
 
 
 def png_data_url(pixels: np.ndarray) -> str:

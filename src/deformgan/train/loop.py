@@ -37,6 +37,15 @@ def _autocast(device: torch.device, amp: str):
     return torch.autocast(device.type, dtype=dtype, enabled=device.type == "cuda" and amp != "off")
 
 
+def learning_rate(lr: float, lr_decay: int, step: int, total: int) -> float:
+    """The learning rate of iteration ``step`` (0-based) of a run of ``total`` iterations: ``lr``, then a
+    linear decay over the last ``lr_decay`` iterations (the last one runs at ``lr / lr_decay``; 0 = constant).
+    """
+    if lr_decay <= 0:
+        return lr
+    return lr * min(1.0, (total - step) / lr_decay)
+
+
 def discriminator_step(
     nets: Networks, config: Config, real: dict, fake_side: dict, device: torch.device
 ) -> dict[str, torch.Tensor]:
@@ -180,6 +189,9 @@ def train(
             while step < plan.total:
                 tick = time.perf_counter()
                 torch.manual_seed(seed_of(tc.seed, step, session.context.rank))  # this iteration's dropout
+                lr = learning_rate(tc.lr, tc.lr_decay, step, plan.total)
+                for group in (*nets.opt_d.param_groups, *nets.opt_g.param_groups):
+                    group["lr"] = lr
                 real, fake_side, g_side = (session.next_batch() for _ in ROLES)
                 terms = discriminator_step(nets, config, real, fake_side, device)
                 terms |= generator_step(nets, config, g_side, device)
