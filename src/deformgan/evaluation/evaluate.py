@@ -30,7 +30,7 @@ from deformgan.evaluation.scores import (
     target_masks,
     write_results,
 )
-from deformgan.images import list_images, read_image
+from deformgan.images import from_uint8, list_images, read_image
 from deformgan.keypoints import read_annotations, read_pairs
 from deformgan.pretrained import MissingWeightsError
 
@@ -162,20 +162,15 @@ def lpips_per_pair(
     batch_size: int = 50,
 ) -> np.ndarray:
     """LPIPS of every pair -> float64 (N,), at the field's resolution (:func:`modern_view`: DeepFashion
-    256x256 -> central 256x176), inputs mapped to [-1, 1] as :func:`score_images` maps them."""
+    256x256 -> central 256x176), inputs mapped to [-1, 1] by :func:`deformgan.images.from_uint8`."""
     model = M.LPIPS(weights).to(device)
     gen, ref = modern_view(generated), modern_view(target)
     scores = []
     for start in range(0, len(gen), batch_size):
-        a = torch.from_numpy(np.ascontiguousarray(gen[start : start + batch_size])).to(device)
-        b = torch.from_numpy(np.ascontiguousarray(ref[start : start + batch_size])).to(device)
-        scores.append(model(_signed(a), _signed(b)).cpu())
+        a = from_uint8(gen[start : start + batch_size]).to(device)
+        b = from_uint8(ref[start : start + batch_size]).to(device)
+        scores.append(model(a, b).cpu())
     return torch.cat(scores).double().numpy()
-
-
-def _signed(images: torch.Tensor) -> torch.Tensor:
-    """uint8 (B, H, W, 3) -> float (B, 3, H, W) in [-1, 1] (the mapping of :func:`score_images`)."""
-    return images.permute(0, 3, 1, 2).float() / 127.5 - 1.0
 
 
 def pair_scores(

@@ -27,6 +27,7 @@ from deformgan.data.layout import shift_keypoints
 from deformgan.errors import InputError
 from deformgan.evaluation import metrics as M
 from deformgan.evaluation.mask import evaluation_mask
+from deformgan.images import from_uint8
 from deformgan.pretrained import MissingWeightsError
 
 #: Metric keys, in table order.
@@ -145,9 +146,9 @@ def score_images(
             gen, ref = modern_view(generated), modern_view(target)
             scores = []
             for index in _chunks(n, batch_size):
-                a = torch.from_numpy(np.ascontiguousarray(gen[index])).to(device)
-                b = torch.from_numpy(np.ascontiguousarray(ref[index])).to(device)
-                scores.append(model(_to_signed(a), _to_signed(b)).cpu())
+                a = from_uint8(gen[index]).to(device)
+                b = from_uint8(ref[index]).to(device)
+                scores.append(model(a, b).cpu())
             return _entry(torch.cat(scores).double().mean().item(), n=n)
 
         results["lpips"] = _guard(lpips)
@@ -157,11 +158,6 @@ def score_images(
             _inception_metrics(generated, mask, metrics, real_images, weights, device, batch_size, progress)
         )
     return {name: results[name] for name in metrics}
-
-
-def _to_signed(images: torch.Tensor) -> torch.Tensor:
-    """uint8 (B,H,W,3) -> float (B,3,H,W) in [-1, 1]."""
-    return images.permute(0, 3, 1, 2).float() / 127.5 - 1.0
 
 
 def _inception_metrics(
