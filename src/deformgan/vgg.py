@@ -183,8 +183,7 @@ class VGG19Features(nn.Module):
             "preprocess": preprocess,
             "layers": list(layers),
         }
-        for parameter in self.features.parameters():
-            parameter.requires_grad_(False)
+        self.features.requires_grad_(False)
         if preprocess == "torchvision":
             # x in [-1,1] -> ((x+1)/2 - mean) / std, folded into x * scale + shift
             scale = [0.5 / s for s in _IMAGENET_STD]
