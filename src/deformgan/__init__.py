@@ -1,8 +1,9 @@
 """deformgan: Deformable GANs for pose-based human image generation (Siarohin et al., CVPR 2018).
 
-Pipeline, one module per concept, imports pointing backwards only:
-``keypoints`` -> ``geometry`` -> ``warp`` -> ``models`` -> ``losses`` -> ``data`` -> ``train`` /
-``generate`` / ``evaluate`` -> ``cli``.
+Pipeline, one module per concept, imports pointing backwards only (the full chain, shared helpers
+included, is checked by tests/test_layering.py): ``keypoints`` -> ``pose`` -> ``parts`` -> ``conditioning``
+-> ``warp`` -> ``models`` -> ``losses`` / ``vgg`` / ``objective`` -> ``data`` -> ``train`` -> ``generate``
+/ ``transfer`` -> ``evaluation`` -> ``cli``.
 
 The one-line API for trained models: ``deformgan.PoseTransfer.from_checkpoint(path).transfer(image,
 source_kp, target_kp)`` (imported lazily, so ``import deformgan`` stays cheap).
