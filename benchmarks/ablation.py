@@ -12,8 +12,8 @@ ground truth, so the claim can be measured without a person detector or Inceptio
    pixels (L1, lambda 100, DSC generator) is then the DSC config itself: training is deterministic, so
    the run would be bit-identical and the DSC run is reused (the table says so);
 3. generates a FIXED subset of test pairs and scores SSIM, mask-SSIM and L1 against the ground truth
-   (paper protocol, ``deformgan.metrics``), beside copy-the-source and warp-only references, with standard
-   errors and paired differences against the Baseline;
+   (paper protocol, ``deformgan.evaluation.metrics``), beside copy-the-source and warp-only references, with
+   standard errors and paired differences against the Baseline;
 4. writes a Markdown table and a PNG strip figure.
 
     .venv/bin/python benchmarks/ablation.py                  # the full table (about 35-45 min on 2 cores)

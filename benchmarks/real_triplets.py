@@ -94,8 +94,9 @@ def main(argv: list[str] | None = None) -> None:
         f"torch {torch.__version__}, "
         f"OpenCV {cv2.__version__}).\n\n"
         "SSIM / mask-SSIM: skimage, Gaussian 11x11 sigma 1.5, data_range = max-min of the generated image "
-        "(the authors' test.py). ds_hog: fraction of images where OpenCV's HOG people detector fires "
-        "(in brackets: mean best SVM margin). L1: mean |target - generated| in [-1, 1] units.\n\n"
+        "(the authors' `test.py`, `ssim_score`). ds_hog: fraction of images where OpenCV's HOG people "
+        "detector fires (in brackets: mean best SVM margin). L1: mean |target - generated| in [-1, 1] "
+        "units.\n\n"
     )
     text = header + "\n".join(sections)
     print(text)

@@ -1,4 +1,5 @@
-"""deformgan.evaluate: pair names, triplet strips, dataset folders, result schema, real Def-GAN outputs."""
+"""deformgan.evaluation.evaluate: pair names, triplet strips, dataset folders, result schema, real Def-GAN
+outputs."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Geometry: conformance with the authors' outputs on 600 real pose pairs, invariants, bad poses."""
+"""deformgan.parts, and the evaluation mask (deformgan.evaluation.mask) on the same poses: conformance with
+the authors' outputs on 600 real pose pairs, invariants, bad poses."""
 
 from __future__ import annotations
 

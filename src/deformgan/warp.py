@@ -432,7 +432,7 @@ def deform(
     valid: (B, P) bool; an invalid part contributes nothing (as the reference's +1000 px "no-point" shift).
         None = all valid.
     masks: (B, P, H, W) 0/1 target part masks at full resolution (a value > 0.5 counts as covered), or None
-        for "no masks" (the ``warp_skip full`` variant; all ones), which then needs ``image_size`` (H, W).
+        for "no masks" (the ``warp_skip global`` variant; all ones), which then needs ``image_size`` (H, W).
     aggregate: "max" (paper) or "avg" (sum over covering parts / number of covering masks; as in the
         reference the count includes masks of invalid parts, which add 0 to the sum).
     mode: "nearest" (reference: round half away from zero) or "bilinear" (TF's floor-based bilinear).
