@@ -1,5 +1,6 @@
-"""Test helpers: synthetic people, poses and method output folders in every format of
-``deformgan.evaluation.formats`` (for test_formats, test_compare, test_failures, test_report_browser)."""
+"""Test helpers: synthetic people, poses, method output folders in every format of
+``deformgan.evaluation.formats``, and dataset folders in the field's layout (for test_formats, test_compare,
+test_failures, test_report_browser, test_cli)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from deformgan.images import write_image
-from deformgan.keypoints import JOINT, draw_skeleton, write_annotations
+from deformgan.keypoints import JOINT, draw_skeleton, write_annotations, write_pairs
 
 MARKET = (128, 64)
 
@@ -73,6 +74,42 @@ class Synthetic:
         src = np.stack([draw_skeleton(self.keypoints[a], MARKET) for a, _ in self.pairs])
         tgt = np.stack([draw_skeleton(self.keypoints[b], MARKET) for _, b in self.pairs])
         return src, tgt
+
+
+def _write_lossless(image: np.ndarray, path: Path) -> None:
+    """PNG bytes under any name (the dataset's .jpg names; readers decode by content): exact pixels."""
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(image).save(path, format="PNG")
+
+
+def write_dataset(root: Path, test: Synthetic, train: Synthetic, prefix: str = "synth") -> Path:
+    """A dataset folder in the field's layout (``<prefix>-dataset/{train,test}/``, annotation and pairs
+    CSVs): ``test``'s sources and targets are the test images, its pairs the test pairs; ``train``'s images,
+    renamed ``train-NNN.jpg``, are the training split. Pixels are exact (PNG bytes). Returns ``root``;
+    the training names map to ``train`` by :func:`train_names`."""
+    images = root / f"{prefix}-dataset"
+    for (a, b), source, target in zip(test.pairs, test.source, test.target, strict=True):
+        _write_lossless(source, images / "test" / a)
+        _write_lossless(target, images / "test" / b)
+    write_annotations(root / f"{prefix}-annotation-test.csv", test.keypoints)
+    write_pairs(root / f"{prefix}-pairs-test.csv", test.pairs)
+    renamed = train_names(train)
+    pixels = dict(zip([a for a, _ in train.pairs], train.source, strict=True))
+    pixels.update(zip([b for _, b in train.pairs], train.target, strict=True))
+    for old, new in renamed.items():
+        _write_lossless(pixels[old], images / "train" / new)
+    write_annotations(
+        root / f"{prefix}-annotation-train.csv", {new: train.keypoints[old] for old, new in renamed.items()}
+    )
+    return root
+
+
+def train_names(train: Synthetic) -> dict[str, str]:
+    """{name in ``train`` -> training file name in :func:`write_dataset`'s folder}, in file order."""
+    names = [n for pair in train.pairs for n in pair]
+    return {name: f"train-{i:03d}.jpg" for i, name in enumerate(names)}
 
 
 def write_folder(

@@ -195,6 +195,34 @@ def test_compare_and_failures_from_the_command_line(shared, tmp_path):
     assert (tmp_path / "fail" / "failures.html").is_file()
 
 
+def test_compare_and_failures_with_a_dataset_folder(tmp_path):
+    """`compare --data ROOT` and `failures --data ROOT` on a tiny dataset in the field's layout: plain
+    generated images (no panels) are scored against the dataset's targets, and failures measures rarity
+    against the dataset's training poses and images."""
+    import json
+
+    from method_folders import Synthetic, write_dataset, write_folder
+
+    synth = Synthetic(6, seed=3)
+    root = write_dataset(tmp_path / "data", synth, Synthetic(3, seed=4))
+    perfect = write_folder(tmp_path / "perfect", "generated", synth.pairs, synth.target)
+    noisy = write_folder(tmp_path / "noisy", "generated", synth.pairs, synth.generated)
+    result = run_cli("compare", "--method", f"perfect={perfect}", "--method", f"noisy={noisy}",
+                     "--data", str(root), "--out", str(tmp_path / "cmp"))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    scores = json.loads((tmp_path / "cmp" / "compare.json").read_text())["methods"]
+    # The perfect method's images are the dataset's targets: SSIM(x, x) = 1, L1(x, x) = 0.
+    assert scores["perfect"]["ssim"]["value"] == 1.0 and scores["perfect"]["l1"]["value"] == 0.0
+    assert scores["perfect"]["meta"]["target_source"] == scores["noisy"]["meta"]["target_source"] == "dataset"
+    assert 0 < scores["noisy"]["ssim"]["value"] < 1  # Gaussian noise of sigma 20 grey levels
+    result = run_cli("failures", "--generated", str(noisy), "--data", str(root),
+                     "--out", str(tmp_path / "fail"), "--worst", "2")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    meta = json.loads((tmp_path / "fail" / "failures.json").read_text())["meta"]
+    assert meta["pose_reference"] == f"training poses: {root / 'synth-annotation-train.csv'}"
+    assert meta["appearance_reference"] == f"6 training images of {root / 'synth-dataset' / 'train'}"
+
+
 def test_reid_commands_from_the_command_line(tmp_path):
     """`deformgan reid train` then `reid evaluate` on a tiny synthetic Re-ID set: the report holds the
     Euclidean, XQDA and KISSME rows; a bad setting is one line."""

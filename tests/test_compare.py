@@ -8,7 +8,7 @@ import re
 import numpy as np
 import pytest
 import torch
-from method_folders import Synthetic, write_folder
+from method_folders import Synthetic, write_dataset, write_folder
 
 from deformgan.errors import InputError
 from deformgan.evaluation import metrics as M
@@ -103,6 +103,49 @@ def test_compare_scores_the_shared_pairs_and_writes_every_output(tmp_path, synth
         assert (out / row["image"]).is_file()
         assert row["pair"] == f"{pair[0]} -> {pair[1]}"
     assert rows[0]["ssim:noisy"] == pytest.approx(M.ssim(synth.generated[index[:1]], target[:1])[0])
+
+
+def test_with_a_dataset_folder_its_images_are_the_one_truth(tmp_path, synth):
+    """compare --data: every method is scored against the dataset's target images, whatever its strips
+    hold, and the figures take the conditioning and target columns from the dataset."""
+    root = write_dataset(tmp_path / "data", synth, Synthetic(3, seed=7))
+    # Strips whose generated panel is exactly the dataset's target, but whose target panel is the next
+    # pair's target (a numbering off by one), and plain images of another method (no panels at all).
+    shifted = write_folder(
+        tmp_path / "shifted", "strips", synth.pairs, synth.target, synth.source, np.roll(synth.target, 1, 0)
+    )
+    plain = write_folder(tmp_path / "plain", "generated", synth.pairs, synth.generated)
+    out = tmp_path / "out"
+    result = compare_methods({"shifted": shifted, "plain": plain}, data=root, out=out, metrics=SCORES)
+    methods = result["methods"]
+    # Against the dataset's targets the shifted strips' output is perfect: SSIM(x, x) = 1, L1(x, x) = 0.
+    assert methods["shifted"]["ssim"]["value"] == pytest.approx(1.0, abs=1e-12)
+    assert methods["shifted"]["mask_ssim"]["value"] == pytest.approx(1.0, abs=1e-12)
+    assert methods["shifted"]["l1"]["value"] == 0.0
+    # Its own target panel is other images (mean difference far above the JPEG-level threshold): flagged.
+    meta = methods["shifted"]["meta"]
+    assert meta["target_source"] == "dataset" and meta["target_mismatch"]
+    assert meta["target_difference"] > TARGET_MISMATCH
+    # The plain method: exactly score_images against the dataset's targets, with the masks of the
+    # dataset's annotated target poses.
+    mask = target_masks(synth.pairs, synth.keypoints, (128, 64))
+    expected = score_images(synth.generated, synth.target, mask, metrics=SCORES)
+    assert {k: methods["plain"][k] for k in SCORES} == expected
+    assert methods["plain"]["meta"]["target_source"] == "dataset"
+    assert result["meta"]["target_reference"] == result["meta"]["source_reference"] == "dataset"
+    assert result["meta"]["data"] == str(root)
+    # The page strip of the first pair: [dataset source | dataset target + skeleton | shifted | plain],
+    # 64 px panels with 1 px gaps; the source and both outputs are the images themselves.
+    strip = read_image(out / "pairs" / "00001.png")
+    np.testing.assert_array_equal(strip[:, :64], synth.source[0])
+    np.testing.assert_array_equal(strip[:, 2 * 65 : 2 * 65 + 64], synth.target[0])
+    np.testing.assert_array_equal(strip[:, 3 * 65 :], synth.generated[0])
+    # Without the dataset (keypoints only), the same strips are scored against their own shifted targets.
+    alone = compare_methods({"shifted": shifted}, annotations=root / "synth-annotation-test.csv",
+                            out=tmp_path / "alone", metrics=("ssim",))  # fmt: skip
+    assert alone["methods"]["shifted"]["meta"]["target_source"] == "own strips"
+    wrong = M.ssim(synth.target, np.roll(synth.target, 1, 0)).mean()  # output vs the neighbour's target
+    assert alone["methods"]["shifted"]["ssim"]["value"] == pytest.approx(wrong) and wrong < 0.5
 
 
 def test_default_metrics_without_weights_are_na_with_the_reason(tmp_path, synth):
