@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 import pytest
-from method_folders import Synthetic, standing_pose, write_folder
+from method_folders import Synthetic, standing_pose, train_names, write_dataset, write_folder
 from skimage.color import rgb2lab
 
 from deformgan.errors import InputError
@@ -28,12 +28,30 @@ def _pose(**joints) -> np.ndarray:
     return kp
 
 
-def test_missing_keypoints_counts_body_joints_of_both_poses():
-    source = _pose(Lwri=(MISSING, MISSING), Rank=(MISSING, MISSING), Leye=(MISSING, MISSING))  # eye: not body
-    target = _pose(neck=(MISSING, MISSING))
-    found = C.missing_keypoints(source[None], target[None])
-    assert found.values.tolist() == [3.0]
-    assert found.details == ["target neck; source Lwri, Rank"]
+def test_missing_keypoints_counts_the_joints_the_part_warps_need_in_both_poses():
+    # Counted: the source's Lwri and Rank (forearm and lower-leg warps), and the target's head (no head
+    # keypoint at all: the head warp has nothing to fit). Not counted: the source's Leye (the other head
+    # keypoints still fit the head) and the target's neck (no part uses it). 2 + 1 = 3.
+    no_head = {name: (MISSING, MISSING) for name in ("nose", "Leye", "Reye", "Lear", "Rear")}
+    source = _pose(Lwri=(MISSING, MISSING), Rank=(MISSING, MISSING), Leye=(MISSING, MISSING))
+    target = _pose(neck=(MISSING, MISSING), **no_head)
+    complete = standing_pose().astype(np.float64)
+    found = C.missing_keypoints(np.stack([source, complete]), np.stack([target, complete]))
+    assert found.values.tolist() == [3.0, 0.0]
+    assert found.details == ["target head; source Lwri, Rank", "every joint the part warps need is present"]
+    # The joints are exactly those the part affines are fitted on: the 4 torso joints and both ends of the
+    # 8 limbs of deformgan.parts (12 distinct joints).
+    assert set(C.MODEL_JOINTS) == {"Rsho", "Lsho", "Rhip", "Lhip", "Relb", "Lelb", "Rwri", "Lwri",
+                                   "Rkne", "Lkne", "Rank", "Lank"}  # fmt: skip
+
+
+def test_one_missing_joint_is_tagged_whatever_the_other_pairs_are():
+    """The rule is fixed (> 0 joints), so a pair missing one wrist is tagged even when every other pair
+    misses more; a percentile rule would put its threshold at the typical count and not tag it."""
+    values = {"missing_keypoints": np.array([1.0, *[4.0] * 9])}
+    rule = C.thresholds_for(values, percentile=50)["missing_keypoints"]
+    assert rule == {"threshold": 0.0, "rule": "fixed: value > 0"}
+    assert C.rules_text({"missing_keypoints": rule}) == "missing keypoints: fixed: value > 0"
 
 
 def test_arm_joint_inside_the_torso_by_hand():
@@ -182,8 +200,13 @@ def test_find_failures_ranks_tags_and_writes_the_page(tmp_path, planted):
     by_pair = {(r["from"], r["to"]): r for r in ranked}
     assert "arm_in_torso" in by_pair[synth.pairs[5]]["tags"]
     assert [p for p, r in by_pair.items() if "arm_in_torso" in r["tags"]] == [synth.pairs[5]]
-    assert "missing_keypoints" in by_pair[synth.pairs[7]]["tags"]
+    # Every synthetic pose has all 18 joints except pair 7's target: the fixed rule (> 0) tags it alone.
+    assert [p for p, r in by_pair.items() if "missing_keypoints" in r["tags"]] == [synth.pairs[7]]
     assert by_pair[synth.pairs[7]]["details"]["missing_keypoints"] == "target Lwri"
+    # The page states each cause's rule as applied (the same strings as the per-cause rules).
+    assert result["meta"]["threshold_rules"].startswith("missing keypoints: fixed: value > 0; ")
+    for cause in result["causes"].values():
+        assert f"{cause['label']}: {cause['rule']}" in result["meta"]["threshold_rules"]
     # Rates are the tag frequencies: recompute them from the ranked list.
     for key, cause in result["causes"].items():
         tagged = [key in r["tags"] for r in ranked]
@@ -226,6 +249,50 @@ def test_find_failures_bad_input(tmp_path, planted):
         find_failures(plain, annotations=csv, out=tmp_path / "o")
     with pytest.raises(InputError, match="worst: expected >= 1"):
         find_failures(folder, annotations=csv, out=tmp_path / "o", worst=0)
+
+
+def test_find_failures_with_a_dataset_folder(tmp_path):
+    """failures --data: plain generated images are scored against the dataset's targets, poses are rare
+    relative to the training annotations and colours relative to the training images."""
+    synth, train = Synthetic(12, seed=8), Synthetic(6, seed=9)
+    synth.source[0] = (0, 200, 0)  # one source all green: colours no training image has
+    train.keypoints[train.pairs[2][1]] = synth.keypoints[synth.pairs[3][1]].copy()  # pair 3's pose, trained
+    root = write_dataset(tmp_path / "data", synth, train)
+    generated = synth.target.copy()
+    bad = [4, 9]
+    generated[bad] = np.random.default_rng(1).integers(0, 256, generated[bad].shape, dtype=np.uint8)
+    folder = write_folder(tmp_path / "plain", "generated", synth.pairs, generated)  # no source/target panels
+    result = find_failures(folder, data=root, out=tmp_path / "out", worst=3)
+    ranked = result["pairs"]
+    by_pair = {(r["from"], r["to"]): r for r in ranked}
+
+    # Ground truth = the dataset's targets: the garbled pairs come first, every other output is its target
+    # exactly (mask-SSIM(x, x) = 1).
+    assert {(r["from"], r["to"]) for r in ranked[:2]} == {synth.pairs[i] for i in bad}
+    assert [r["score"] for r in ranked[2:]] == pytest.approx([1.0] * 10, abs=1e-12)
+
+    # Poses: the dataset's training annotations; pair 3's target pose is a training pose (distance 0).
+    meta = result["meta"]
+    assert meta["pose_reference"] == f"training poses: {root / 'synth-annotation-train.csv'}"
+    copied = train_names(train)[train.pairs[2][1]]
+    assert by_pair[synth.pairs[3]]["values"]["rare_pose"] == pytest.approx(0.0, abs=1e-9)
+    assert by_pair[synth.pairs[3]]["details"]["rare_pose"] == f"nearest reference pose {copied}"
+
+    # Appearance: the 12 training images (not the test sources), each source's CIELAB statistics inside
+    # its Ma et al. mask against theirs; the green source is the farthest and tagged.
+    assert meta["appearance_reference"] == f"12 training images of {root / 'synth-dataset' / 'train'}"
+    names = train_names(train)
+    train_images = dict(zip([a for a, _ in train.pairs], train.source, strict=True))
+    train_images.update(zip([b for _, b in train.pairs], train.target, strict=True))
+    order = sorted(names, key=names.get)  # the training files in file-name order
+    reference = C.colour_features(
+        np.stack([train_images[n] for n in order]), np.stack([train.keypoints[n] for n in order])
+    )
+    source_kp = np.stack([synth.keypoints[a] for a, _ in synth.pairs])
+    expected = C.rare_appearance(C.colour_features(synth.source, source_kp), reference).values
+    got = [by_pair[p]["values"]["rare_appearance"] for p in synth.pairs]
+    np.testing.assert_allclose(got, expected, rtol=1e-9)
+    assert int(np.argmax(got)) == 0 and "rare_appearance" in by_pair[synth.pairs[0]]["tags"]
 
 
 @pytest.mark.slow  # 100 real Market pairs against 12,936 training poses, plus 30 DeepFashion pairs (~10 s)

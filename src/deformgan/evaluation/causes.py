@@ -5,8 +5,9 @@ ambiguity of a pose (a joint hidden behind the body), rare poses, rare appearanc
 (a narrow profile texture stretched onto a wide frontal pose). Each is measured here by one number per
 pair, where a larger value is more suspicious:
 
-- ``missing_keypoints``: body joints (neck, shoulders, elbows, wrists, hips, knees, ankles) missing in
-  the source or the target pose (a count over both);
+- ``missing_keypoints``: joints the generator's part warps need (:data:`MODEL_JOINTS`: shoulders,
+  elbows, wrists, hips, knees, ankles, plus "head" when no head keypoint is present) missing in the
+  source or the target pose (a count over both); tagged as soon as one is missing;
 - ``implausible_bones``: the largest robust z-score of a limb's length (in torso units, log scale) against
   the reference poses' median and MAD (Iglewicz & Hoaglin's modified z-score), in source or target;
 - ``rare_pose``: distance of the target pose to its nearest reference pose in a normalised pose space
@@ -38,12 +39,19 @@ from skimage.color import rgb2lab
 from deformgan.errors import InputError
 from deformgan.evaluation.mask import evaluation_mask
 from deformgan.keypoints import JOINT, JOINT_NAMES
-from deformgan.parts import PART_NAMES, part_affines, torso_scale
+from deformgan.parts import HEAD_JOINTS, LIMBS, PART_NAMES, TORSO_JOINTS, part_affines, torso_scale
 
 #: Joints of the body (no eyes/ears: often legitimately missing in profile and back views).
 BODY_JOINTS: tuple[str, ...] = (
     "neck", "Rsho", "Relb", "Rwri", "Lsho", "Lelb", "Lwri", "Rhip", "Rkne", "Rank", "Lhip", "Lkne", "Lank",
 )  # fmt: skip
+#: Joints the 10 part affines of the deformable skip connections are fitted on (torso and limbs,
+#: :mod:`deformgan.parts`), in keypoint order. One missing in the target switches its part's warp off; one
+#: missing in the source makes the part borrow the twin limb's texture or lose it (the torso). The neck is
+#: left out (no part uses it); the head part needs any one of :data:`HEAD_JOINTS`, counted as "head".
+MODEL_JOINTS: tuple[str, ...] = tuple(
+    sorted({*TORSO_JOINTS, *(j for a, b, _, _ in LIMBS for j in (a, b))}, key=lambda name: JOINT[name])
+)
 #: Joints of the normalised pose space (the body plus the nose).
 POSE_JOINTS: tuple[str, ...] = ("nose", *BODY_JOINTS)
 #: Limbs whose length is checked (shoulder and hip widths are left out: they shrink legitimately in
@@ -79,9 +87,9 @@ CAUSES: dict[str, Cause] = {
     c.key: c
     for c in (
         Cause(
-            "missing_keypoints", "missing keypoints", "joints", ("percentile", 90.0),
-            "more body joints missing in source and target together than in most pairs (above the "
-            "percentile threshold over all pairs): the pose estimator missed them, or they are hidden",
+            "missing_keypoints", "missing keypoints", "joints", ("fixed", 0.0),
+            "a joint the part warps need (shoulder, elbow, wrist, hip, knee, ankle, or every head "
+            "keypoint) missing in the source or the target: the pose estimator missed it, or it is hidden",
         ),
         Cause(
             "implausible_bones", "implausible keypoints", "modified z", ("fixed", OUTLIER_Z),
@@ -137,19 +145,34 @@ def _scale(kp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 # Keypoints
 
 
+def _missing_model_joints(kp: np.ndarray) -> np.ndarray:
+    """(N, len(MODEL_JOINTS) + 1) bool: each of :data:`MODEL_JOINTS` missing, then "head" (no head
+    keypoint at all)."""
+    present = _present(kp)
+    head_missing = ~present[:, _idx(HEAD_JOINTS)].any(1)
+    return np.concatenate([~present[:, _idx(MODEL_JOINTS)], head_missing[:, None]], axis=1)
+
+
 def missing_keypoints(source_kp: np.ndarray, target_kp: np.ndarray) -> CauseValues:
-    """Count of :data:`BODY_JOINTS` missing in the source plus those missing in the target; kp (N, 18, 2)."""
-    body = _idx(BODY_JOINTS)
-    src_missing = ~_present(source_kp)[:, body]
-    tgt_missing = ~_present(target_kp)[:, body]
+    """Count of the joints the part warps need (:data:`MODEL_JOINTS`, and "head" when no head keypoint
+    is present) missing in the source plus those missing in the target; kp (N, 18, 2).
+
+    The rule is fixed (tagged when the count is above 0), not a percentile: one missing joint already
+    costs the generator a part (its warp is off in the target, borrowed or lost in the source), whatever
+    the other pairs look like, and a percentile of a count that is 0 for most pairs would tag nothing
+    until several joints are missing.
+    """
+    names = (*MODEL_JOINTS, "head")
+    src_missing = _missing_model_joints(np.asarray(source_kp))
+    tgt_missing = _missing_model_joints(np.asarray(target_kp))
     details = []
     for s, t in zip(src_missing, tgt_missing, strict=True):
         parts = []
         if t.any():
-            parts.append("target " + ", ".join(BODY_JOINTS[j] for j in np.flatnonzero(t)))
+            parts.append("target " + ", ".join(names[j] for j in np.flatnonzero(t)))
         if s.any():
-            parts.append("source " + ", ".join(BODY_JOINTS[j] for j in np.flatnonzero(s)))
-        details.append("; ".join(parts) or "all body joints present")
+            parts.append("source " + ", ".join(names[j] for j in np.flatnonzero(s)))
+        details.append("; ".join(parts) or "every joint the part warps need is present")
     return CauseValues((src_missing.sum(1) + tgt_missing.sum(1)).astype(np.float64), details)
 
 
@@ -404,6 +427,12 @@ def rare_appearance(
     else:
         details = [", ".join(f"{v:.3g}" for v in f) for f in features]
     return CauseValues(values, details)
+
+
+def rules_text(rules: Mapping[str, Mapping]) -> str:
+    """One line naming the rule of every cause (``thresholds_for``'s output), e.g. "missing keypoints:
+    fixed: value > 0; rare pose: value > 90th percentile over all 100 pairs"."""
+    return "; ".join(f"{CAUSES[key].label}: {rule['rule']}" for key, rule in rules.items())
 
 
 def thresholds_for(

@@ -365,8 +365,7 @@ def find_failures(
             "pose_reference": pose_reference,
             "appearance_reference": appearance_reference,
             "annotations": [str(p) for p in truth.annotation_files],
-            "threshold_rules": "fixed rules for counts and outlier scores; the p-th percentile of the value "
-            "over all pairs for continuous values (tagged when the value exceeds it)",
+            "threshold_rules": C.rules_text(rules),
         },
         "causes": causes,
         "pairs": ranked,
