@@ -65,6 +65,35 @@ def test_evaluate_real_triplets_writes_json(shared, tmp_path):
     assert out.with_suffix(".md").is_file()
 
 
+def test_evaluate_triplets_on_numbered_strips_named_by_a_pairs_file(tmp_path):
+    """`evaluate --triplets --pairs` on numbered strips (00000.png ...): the pairs file names them, so
+    mask-SSIM is computed, and the scores are the strips' own (SSIM and L1 against their target panel)."""
+    import json
+
+    from method_folders import Synthetic, write_folder
+
+    from deformgan.evaluation.scores import score_images, target_masks
+    from deformgan.keypoints import write_pairs
+
+    synth = Synthetic(4, seed=6)
+    folder = write_folder(
+        tmp_path / "numbered", "numbered", synth.pairs, synth.generated, synth.source, synth.target
+    )
+    pairs = tmp_path / "pairs.csv"
+    write_pairs(pairs, synth.pairs)
+    out = tmp_path / "scores.json"
+    csv = synth.annotations(tmp_path / "a.csv")
+    result = run_cli("evaluate", "--generated", str(folder), "--triplets", "--pairs", str(pairs),
+                     "--annotations", str(csv), "--out", str(out))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "numbered strips without pair names" in result.stderr  # the detected format is said
+    scores = json.loads(out.read_text())
+    mask = target_masks(synth.pairs, synth.keypoints, (128, 64))
+    expected = score_images(synth.generated, synth.target, mask, metrics=("ssim", "mask_ssim", "l1"))
+    for key, entry in expected.items():
+        assert scores[key]["value"] == entry["value"], key  # JSON keeps a float's shortest repr exactly
+
+
 def test_train_generate_transfer_from_the_command_line(tmp_path):
     """The researcher's path: synth data -> `train` (tiny override) -> `generate` -> `transfer` (PNG, GIF)."""
     from PIL import Image

@@ -7,10 +7,14 @@ import json
 
 import numpy as np
 import pytest
+from method_folders import Synthetic, write_folder
 from PIL import Image
 
 from deformgan.errors import InputError
 from deformgan.evaluation import METRICS, evaluate, markdown_table
+from deformgan.evaluation import metrics as M
+from deformgan.evaluation.evaluate import UNNAMED
+from deformgan.evaluation.scores import score_images, target_masks
 from deformgan.keypoints import write_annotations, write_pairs
 
 MARKET_A = "0007_c2s3_070952_01.jpg"
@@ -105,6 +109,46 @@ def test_evaluate_reads_targets_and_keypoints_from_a_dataset_folder(tmp_path):
     assert meta["pairs"] == 1 and meta["pairs_source"].startswith("the dataset's test pairs")
     assert meta["missing"] == {"count": 1, "examples": [f"{names[1]} -> {names[2]}"]}
     assert meta["extra"] == {"count": 1, "examples": [f"{names[2]} -> {names[0]}"]}
+
+
+SCORES = ("ssim", "mask_ssim", "l1")
+
+
+@pytest.mark.parametrize("fmt", ["vis", "vis3", "numbered"])
+def test_evaluate_triplets_reads_vis_and_numbered_strips(tmp_path, fmt):
+    """--triplets on VUNet/PATN `_vis` strips (5 panels with poses, or 3) and on numbered strips named by
+    the pairs list: the panels are cut exactly, so the scores are score_images' on the true targets."""
+    synth = Synthetic(6, seed=11)
+    csv = synth.annotations(tmp_path / "synth-annotation-test.csv")
+    folder = write_folder(
+        tmp_path / fmt, fmt, synth.pairs, synth.generated, synth.source, synth.target, synth.pose_panels()
+    )
+    pairs = synth.pairs if fmt == "numbered" else None  # file i is pairs row i
+    result = evaluate(folder, triplets=True, annotations=csv, pairs=pairs, metrics=SCORES, progress=False)
+    mask = target_masks(synth.pairs, synth.keypoints, (128, 64))
+    assert {k: result[k] for k in SCORES} == score_images(synth.generated, synth.target, mask, metrics=SCORES)
+    assert result["meta"]["format"] == ("numbered" if fmt == "numbered" else "vis")
+    assert result["meta"]["target_source"] == "strips" and result["meta"]["pairs"] == 6
+
+
+def test_evaluate_triplets_decides_the_panels_of_numbered_strips_of_an_unknown_frame(tmp_path):
+    """A numbered 32x48 image of no known frame is 3 panels of 32x16 or 1 of 32x48: without --triplets
+    that is a one-line error; with it, 3 panels, scored against the strip's own target panel. mask-SSIM is
+    n/a with the reason: without pair names the target keypoints are unknown."""
+    rng = np.random.default_rng(4)
+    source, target = rng.integers(0, 256, (2, 4, 32, 16, 3), dtype=np.uint8)
+    generated = np.clip(target.astype(int) + rng.integers(-30, 31, target.shape), 0, 255).astype(np.uint8)
+    folder = write_folder(tmp_path / "num", "numbered", [("a", "b")] * 4, generated, source, target)
+    csv = tmp_path / "a.csv"
+    write_annotations(csv, {"a": _pose(0), "b": _pose(1)})
+    with pytest.raises(InputError, match="32x48 .*is not 3 or 1 panels of a known frame") as error:
+        evaluate(folder, annotations=csv, metrics=SCORES, progress=False)
+    assert "\n" not in str(error.value)
+    result = evaluate(folder, triplets=True, annotations=csv, metrics=SCORES, progress=False)
+    assert result["ssim"]["value"] == pytest.approx(M.ssim(generated, target).mean())
+    assert result["l1"]["value"] == pytest.approx(M.l1(generated, target).mean())
+    assert result["mask_ssim"] == {"value": None, "reason": UNNAMED, "n": 0}
+    assert result["meta"]["image_size"] == [32, 16] and not result["meta"]["named"]
 
 
 def test_markdown_table_cells():
