@@ -7,10 +7,13 @@ on stderr; anything else escaping ``main`` (a traceback) fails the test.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import json
 import os
 import stat
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -304,6 +307,221 @@ def test_help_texts_keep_their_brackets(monkeypatch, capsys):
 def test_bad_arguments_are_one_line(monkeypatch, capsys, tmp_path, args, fragment):
     code, _, err = run_main(monkeypatch, capsys, *(a.format(tmp=tmp_path) for a in args))
     assert_one_line_error(code, err, fragment=fragment)
+
+
+# ----------------------------------------------------------------------------------------------
+# No tracebacks: hand-edited and foreign files (the cases of benchmarks/reliability_sweep.py, here for CI)
+
+
+def _edited_state(edit: Callable[[dict], object]) -> Callable[[Path], list[str]]:
+    """The run's checkpoint with ``edit`` applied to its state.json by hand; ``generate`` reads it."""
+
+    def prepare(case: Path) -> list[str]:
+        path = case / "run" / "ckpt-00000001" / "state.json"
+        state = json.loads(path.read_text())
+        edit(state)
+        path.write_text(json.dumps(state))
+        return ["generate", "--checkpoint", "run", "--out", "g"]
+
+    return prepare
+
+
+def _edited_latest(make: Callable[[Path], object]) -> Callable[[Path], list[str]]:
+    """The run's ``latest`` replaced by ``make(path)``; ``generate`` reads it."""
+
+    def prepare(case: Path) -> list[str]:
+        (case / "run" / "latest").unlink()
+        make(case / "run" / "latest")
+        return ["generate", "--checkpoint", "run", "--out", "g"]
+
+    return prepare
+
+
+def _foreign_generator(command: list[str], **generator: object) -> Callable[[Path], list[str]]:
+    """The checkpoint's generator weights replaced by those of a generator built with ``generator``
+    settings (another network), the checksum dropped: a consistent file that only the shape check can
+    refuse."""
+
+    def prepare(case: Path) -> list[str]:
+        from safetensors.torch import save_file
+
+        from deformgan.config import config_from_dict
+        from deformgan.models import build_generator
+
+        folder = case / "run" / "ckpt-00000001"
+        state = json.loads((folder / "state.json").read_text())
+        config = config_from_dict(state["config"])
+        other = config.replace(generator=dataclasses.replace(config.generator, **generator))
+        weights = {k: v.contiguous() for k, v in build_generator(other).state_dict().items()}
+        save_file(weights, str(folder / "generator.safetensors"))
+        del state["sha256"]["generator.safetensors"]
+        (folder / "state.json").write_text(json.dumps(state))
+        return [a.format(case=case) for a in command]
+
+    return prepare
+
+
+def _random_lpips_weights(case: Path) -> list[str]:
+    """One [source | target | generated] strip to score, with an AlexNet (LPIPS) file of random bytes."""
+    from deformgan.images import write_image
+
+    (case / "g").mkdir()
+    strip = np.random.default_rng(0).integers(0, 256, (128, 192, 3), dtype=np.uint8)
+    write_image(strip, case / "g" / "a.jpg_b.jpg.png")
+    (case / "w").mkdir()
+    (case / "w" / "alexnet-owt-7be5be79.pth").write_bytes(np.random.default_rng(1).bytes(512))
+    return ["evaluate", "--generated", "g", "--triplets", "--weights", "w", "--out", "g.json"]
+
+
+def _write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+
+
+#: case -> (prepare(case folder) -> the command, fragments of the one error line). The case folder holds
+#: ``run`` (a trained one-step run, checkpoint ckpt-00000001) and ``data``. Each fragment names the file or
+#: argument and what was expected, so the user can fix it by hand: that is the rule each reader enforces.
+HAND_EDITED: dict[str, tuple[Callable[[Path], list[str]], str | tuple[str, ...]]] = {
+    "state.json: step a string": (
+        _edited_state(lambda s: s.update(step="ten")),
+        "ckpt-00000001/state.json: 'step' must be an integer >= 0, got 'ten'",
+    ),
+    "state.json: step null": (
+        _edited_state(lambda s: s.update(step=None)),
+        "state.json: 'step' must be an integer >= 0, got None",
+    ),
+    "state.json: step negative": (  # once resumed silently from step -3
+        _edited_state(lambda s: s.update(step=-3)),
+        "state.json: 'step' must be an integer >= 0, got -3",
+    ),
+    "state.json: step missing": (  # a missing key reads as None, the same line as null
+        _edited_state(lambda s: s.pop("step")),
+        "state.json: 'step' must be an integer >= 0, got None",
+    ),
+    "state.json: no config": (
+        _edited_state(lambda s: s.pop("config")),
+        "state.json: 'config' must be the run's config (a mapping)",
+    ),
+    "state.json: no optimizers": (
+        _edited_state(lambda s: s.pop("optimizers")),
+        "state.json: 'optimizers' must hold the 'generator' and 'discriminator' states",
+    ),
+    "state.json: lr a string": (
+        _edited_state(lambda s: s["optimizers"]["generator"]["param_groups"][0].update(lr="fast")),
+        "state.json: optimizers.generator: lr must be a finite number, got 'fast'",
+    ),
+    "latest: binary bytes": (
+        _edited_latest(lambda p: p.write_bytes(b"\xff\x00\x13")),
+        "latest: expected the name of a checkpoint folder",
+    ),
+    "latest: a folder": (
+        _edited_latest(lambda p: p.mkdir()),
+        "latest: expected the name of a checkpoint folder",
+    ),
+    # generate's message was once empty here. Width 0.125 is twice the run's 0.0625: the first appearance
+    # convolution (3 image + 18 heatmap channels in) has 8 filters where the run's network has 4.
+    "generate: weights of another width": (
+        _foreign_generator(["generate", "--checkpoint", "run", "--out", "g"], width=0.125),
+        (
+            "ckpt-00000001: generator weights do not match its config's network: ",
+            "of another shape (e.g. appearance_encoder.levels.0.weight: (8, 21, 3, 3) vs (4, 21, 3, 3)",
+        ),
+    ),
+    "train --resume: Baseline weights in a DSC run": (
+        _foreign_generator(
+            ["train", "--resume", "run", "--data", "{case}/data", "--iterations", "2"], warp_skip="none"
+        ),
+        # the Baseline has one encoder ("encoder"), the run's DSC network two (appearance, pose)
+        (
+            "ckpt-00000001: generator weights do not match its config's network: ",
+            "missing (e.g. appearance_encoder.levels.0.weight)",
+        ),
+    ),
+    "random bytes as pretrained weights": (
+        _random_lpips_weights,
+        "alexnet-owt-7be5be79.pth: not a readable weights file",
+    ),
+    "empty config file": (
+        lambda c: (
+            _write(c / "c.yaml", b""),
+            ["train", "--config", "c.yaml", "--data", "data", "--out", "out"],
+        )[1],
+        "c.yaml: empty config (expected sections conditioning, generator",
+    ),
+    "transfer --out a folder": (
+        lambda c: (
+            (c / "o").mkdir(),
+            ["transfer", "--checkpoint", "run", "--image", "x.jpg", "--pose", "p.csv", "--out", "o"],
+        )[1],
+        "--out: o is a folder, expected an image or video file name",
+    ),
+    "generate --out an existing file": (
+        lambda c: (_write(c / "f.png", b"x"), ["generate", "--checkpoint", "run", "--out", "f.png"])[1],
+        "--out: f.png is a file, expected a folder",
+    ),
+}
+
+
+@pytest.mark.parametrize("case_name", list(HAND_EDITED))
+def test_hand_edited_and_foreign_files_are_one_line(
+    monkeypatch, capsys, tmp_path, dataset, trained_run, case_name
+):
+    """Exit status 2, one ``error:`` line naming the file or argument and what was expected, no
+    traceback, and no file of the case changed (a refused command writes nothing)."""
+    import shutil
+
+    prepare, fragments = HAND_EDITED[case_name]
+    fragments = (fragments,) if isinstance(fragments, str) else fragments
+    shutil.copytree(dataset, tmp_path / "data")
+    shutil.copytree(trained_run, tmp_path / "run")
+    monkeypatch.chdir(tmp_path)
+    command = prepare(tmp_path)
+    before = tree(tmp_path)
+    code, _, err = run_main(monkeypatch, capsys, *command)
+    for fragment in fragments:
+        assert_one_line_error(code, err, fragment=fragment)
+    assert tree(tmp_path) == before
+
+
+class _Code:
+    """Unpickling this runs ``os.mkdir(path)``: what a malicious weights file would do."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (os.mkdir, (self.path,))
+
+
+@pytest.mark.parametrize(
+    ("kind", "fragment"),
+    [
+        ("random bytes", "not a readable weights file"),
+        ("random bytes .safetensors", "not a readable weights file"),
+        ("empty", "not a readable weights file"),
+        ("pickle with code", "not a readable weights file"),
+        ("a list of tensors", "expected a state dict of tensors, got list"),
+    ],
+)
+def test_pretrained_weights_that_are_not_a_state_dict_are_one_line(tmp_path, kind, fragment):
+    """deformgan.pretrained.load_state_dict: every file that is not a plain state dict is refused in one
+    InputError line naming it, and a pickle's code never runs (weights_only loading)."""
+    from deformgan.pretrained import load_state_dict
+
+    ran = tmp_path / "code-ran"
+    path = tmp_path / ("w.safetensors" if kind.endswith(".safetensors") else "w.pth")
+    if kind.startswith("random bytes"):
+        path.write_bytes(np.random.default_rng(0).bytes(512))
+    elif kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "pickle with code":
+        torch.save({"features.0.weight": torch.zeros(1), "x": _Code(ran)}, path)
+    else:
+        torch.save([torch.zeros(1)], path)
+    with pytest.raises(InputError, match=fragment) as error:
+        load_state_dict(path)
+    assert str(path) in str(error.value) and "\n" not in str(error.value)
+    assert not ran.exists()
 
 
 # ----------------------------------------------------------------------------------------------
