@@ -1,4 +1,5 @@
-"""Shared test fixtures: the read-only ../shared folder (present in CI, absent on a user's clone)."""
+"""Shared test fixtures: the read-only ../shared folder (present in CI, absent on a user's clone), one torch
+thread, and the real pose model (present once `deformgan weights pose` has run)."""
 
 from __future__ import annotations
 
@@ -28,3 +29,22 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def pose_model():
+    """The BlazePose landmark model from the weights cache, run on one OpenCV thread; skips the test with
+    the reason when `deformgan weights pose` has not fetched it."""
+    import cv2
+
+    from deformgan.pose.blazepose import BlazePose
+    from deformgan.pretrained import MissingWeightsError
+
+    try:
+        model = BlazePose()
+    except MissingWeightsError as error:
+        pytest.skip(f"pose model not in the weights cache: {error}")
+    threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    yield model
+    cv2.setNumThreads(threads)

@@ -24,21 +24,8 @@ from deformgan.pose.blazepose import (
     roi_from_auxiliary,
     to_openpose,
 )
-from deformgan.pretrained import MissingWeightsError
 
 BP = {name: i for i, name in enumerate(BLAZEPOSE_NAMES)}
-
-
-@pytest.fixture(scope="module")
-def pose_model():
-    try:
-        model = BlazePose()
-    except MissingWeightsError as error:
-        pytest.skip(f"pose model not in the weights cache: {error}")
-    threads = cv2.getNumThreads()
-    cv2.setNumThreads(1)
-    yield model
-    cv2.setNumThreads(threads)
 
 
 # ---------------------------------------------------------------------------------------------------

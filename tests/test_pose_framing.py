@@ -8,7 +8,6 @@ import pytest
 
 from deformgan.errors import InputError
 from deformgan.keypoints import JOINT
-from deformgan.pose.blazepose import BlazePose
 from deformgan.pose.framing import (
     FRAMINGS,
     Framing,
@@ -18,19 +17,6 @@ from deformgan.pose.framing import (
     frame_sequence,
     framing_for,
 )
-from deformgan.pretrained import MissingWeightsError
-
-
-@pytest.fixture(scope="module")
-def pose_model():
-    try:
-        model = BlazePose()
-    except MissingWeightsError as error:
-        pytest.skip(f"pose model not in the weights cache: {error}")
-    threads = cv2.getNumThreads()
-    cv2.setNumThreads(1)
-    yield model
-    cv2.setNumThreads(threads)
 
 
 def neutral_canvas(height: int, width: int, seed: int = 0) -> np.ndarray:

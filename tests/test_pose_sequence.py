@@ -9,7 +9,6 @@ from PIL import Image
 
 from deformgan.errors import InputError
 from deformgan.keypoints import read_annotations, write_annotations
-from deformgan.pose.blazepose import BlazePose
 from deformgan.pose.sequence import (
     OneEuroFilter,
     annotate_images,
@@ -20,19 +19,6 @@ from deformgan.pose.sequence import (
     read_video,
     smooth_keypoints,
 )
-from deformgan.pretrained import MissingWeightsError
-
-
-@pytest.fixture(scope="module")
-def pose_model():
-    try:
-        model = BlazePose()
-    except MissingWeightsError as error:
-        pytest.skip(f"pose model not in the weights cache: {error}")
-    threads = cv2.getNumThreads()
-    cv2.setNumThreads(1)
-    yield model
-    cv2.setNumThreads(threads)
 
 
 def synth_frames(count: int, size: tuple[int, int] = (128, 64)) -> list[np.ndarray]:
@@ -174,9 +160,10 @@ def test_annotate_images_round_trips_through_the_csv(pose_model, tmp_path):
     for i, frame in enumerate(frames):
         Image.fromarray(frame).save(folder / f"p{i}.png")
     Image.fromarray(np.full((128, 64, 3), 128, np.uint8)).save(folder / "empty.png")
-    rows, empty = annotate_images([folder], pose_model)
-    assert list(rows) == ["empty.png", "p0.png", "p1.png", "p2.png"] and empty == ["empty.png"]
-    assert (rows["empty.png"] == -1).all() and (rows["p0.png"] >= 0).any()
+    found = annotate_images([folder], pose_model)
+    rows = found.rows
+    assert list(rows) == ["empty.png", "p0.png", "p1.png", "p2.png"] and found.without_person == ["empty.png"]
+    assert (rows["empty.png"] == -1).all() and (rows["p0.png"] >= 0).any() and found.unreadable == {}
     write_annotations(tmp_path / "annotations.csv", rows)
     back = read_annotations(tmp_path / "annotations.csv")
     assert all(np.array_equal(back[n], rows[n]) for n in rows)
@@ -184,6 +171,31 @@ def test_annotate_images_round_trips_through_the_csv(pose_model, tmp_path):
     Image.fromarray(frames[0]).save(tmp_path / "other" / "p0.png")
     with pytest.raises(InputError, match="same file name"):
         annotate_images([folder, tmp_path / "other"], pose_model)
+
+
+def test_annotate_images_keeps_a_row_for_every_unreadable_file(pose_model, tmp_path):
+    """A text file named .jpg and a PNG cut in half cannot be decoded: each gets an all-missing row and a
+    one-line reason naming the file, and nothing else changes: the readable images get the keypoints the
+    model finds for them alone (each image is estimated on its own). With chunk=2 the two bad files (first
+    by name) fill one chunk, which leaves the model nothing to run on for it."""
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    frames = synth_frames(2, (256, 256))
+    for name, frame in zip(("c_person.png", "d_person.png"), frames, strict=True):
+        Image.fromarray(frame).save(folder / name)
+    (folder / "a_text.jpg").write_text("not an image\n")
+    whole = (folder / "c_person.png").read_bytes()
+    (folder / "b_cut.png").write_bytes(whole[: len(whole) // 2])
+
+    found = annotate_images([folder], pose_model, chunk=2)
+    assert list(found.rows) == ["a_text.jpg", "b_cut.png", "c_person.png", "d_person.png"]
+    assert list(found.unreadable) == ["a_text.jpg", "b_cut.png"] and found.without_person == []
+    for name, reason in found.unreadable.items():
+        assert (found.rows[name] == -1).all()
+        assert reason.startswith(f"{folder / name}: cannot read image (") and "\n" not in reason
+    for name, frame in zip(("c_person.png", "d_person.png"), frames, strict=True):
+        alone = pose_model.estimate([frame], progress=False)
+        assert alone.detected[0] and np.array_equal(found.rows[name], alone.keypoints[0])
 
 
 def test_estimate_sequence_errors(pose_model):

@@ -610,17 +610,23 @@ def keypoints(
     images: Annotated[list[Path], typer.Argument(help="Images and/or folders of images.")],
     out: Annotated[Path, typer.Option(help="Annotation CSV to write (name:keypoints_y:keypoints_x).")],
 ) -> None:
-    """Find the 18 OpenPose keypoints of the person in each image (offline: BlazePose, see `weights pose`)."""
+    """Find the 18 OpenPose keypoints of the person in each image (offline: BlazePose, see `weights pose`).
+
+    An image without a person, or one that cannot be read, is said on one line and written as all -1."""
     from deformgan.keypoints import write_annotations
     from deformgan.pose import annotate_images
 
     if out.is_dir():
         raise InputError(f"--out: {out} is a folder, expected a .csv file name")
-    rows, without_person = annotate_images(images, progress=True)
-    for name in without_person:
+    found = annotate_images(images, progress=True)
+    for reason in found.unreadable.values():
+        _say(f"unreadable: {reason} (written as all -1)")
+    for name in found.without_person:
         _say(f"no person found: {name} (written as all -1)")
-    write_annotations(out, rows)
-    typer.echo(f"wrote {len(rows)} rows to {out} ({len(rows) - len(without_person)} with a person)")
+    write_annotations(out, found.rows)
+    people = len(found.rows) - len(found.without_person) - len(found.unreadable)
+    unreadable = f", {len(found.unreadable)} unreadable" if found.unreadable else ""
+    typer.echo(f"wrote {len(found.rows)} rows to {out} ({people} with a person{unreadable})")
 
 
 weights_app = typer.Typer(

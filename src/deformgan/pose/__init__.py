@@ -23,6 +23,7 @@ _LAZY = {
     "frame_person": "framing",
     "frame_sequence": "framing",
     "OneEuroFilter": "sequence",
+    "ImageAnnotations": "sequence",
     "annotate_images": "sequence",
     "estimate_sequence": "sequence",
     "fill_missing": "sequence",

@@ -3,7 +3,7 @@
 - :func:`list_images`, :func:`read_video`, :func:`read_frames`: uint8 RGB arrays from
   files (EXIF orientation applied), sorted frame folders, and videos (OpenCV ``VideoCapture``: mp4, avi...).
 - :func:`annotate_images`: the rows of an annotation CSV (``deformgan.keypoints.write_annotations``) for
-  image files.
+  image files; a file without a person or that cannot be read gets an all-missing row and is reported.
 - :func:`fill_missing`: a joint missing in a frame takes its position in the previous frame, as the
   authors' ``demo.py`` does for target poses.
 - :class:`OneEuroFilter`, :func:`smooth_keypoints`: the One-Euro filter (Casiez, Roussel and Vogel,
@@ -110,16 +110,37 @@ def read_frames(path: str | os.PathLike, max_frames: int | None = None) -> Frame
     return Frames(images, [f"{path.stem}_{i:06d}" for i in range(len(images))], fps)
 
 
+@dataclass
+class ImageAnnotations:
+    """What :func:`annotate_images` found: ``rows`` {file name: (18, 2) int64 (x, y) pixels, -1 = missing}
+    for every file, in file order; ``without_person`` the names whose image shows no person; ``unreadable``
+    {name: why} for the files that could not be decoded. Both kinds have an all-missing row."""
+
+    rows: dict[str, np.ndarray]
+    without_person: list[str]
+    unreadable: dict[str, str]
+
+
+def _read_or_reason(file: Path) -> np.ndarray | str:
+    """The image uint8 (H, W, 3), or the one-line reason it cannot be read (it names the file)."""
+    try:
+        return read_image(file)
+    except InputError as error:
+        return str(error).replace("\n", " ")
+
+
 def annotate_images(
     paths: Sequence[str | os.PathLike],
     model: BlazePose | None = None,
     progress: bool | None = None,
     chunk: int = 64,
-) -> tuple[dict[str, np.ndarray], list[str]]:
-    """Keypoints for image files and folders -> ({file name: (18, 2) int64 (x, y)}, names with no person).
+) -> ImageAnnotations:
+    """Keypoints for image files and folders -> :class:`ImageAnnotations`.
 
-    A file with no person gets an all-missing row, as in the field's annotation files. Names are the
-    files' base names (the annotation CSVs key images by name); two files of one name are refused.
+    A file with no person, and a file that cannot be read (truncated, not an image, unsupported mode),
+    gets an all-missing row, as in the field's annotation files: one bad file among thousands neither
+    stops the run nor loses its row. Names are the files' base names (the annotation CSVs key images by
+    name); two files of one name are refused.
     """
     from tqdm.auto import tqdm
 
@@ -133,18 +154,25 @@ def annotate_images(
         seen[file.name] = file
     model = model or BlazePose()
     show = len(files) > 32 if progress is None else progress
-    rows: dict[str, np.ndarray] = {}
-    empty: list[str] = []
+    found = ImageAnnotations({}, [], {})
     with tqdm(total=len(files), desc="keypoints", unit="image", disable=not show) as bar:
         for start in range(0, len(files), chunk):
             batch = files[start : start + chunk]
-            result = model.estimate([read_image(f) for f in batch], progress=False)
-            for file, kp, found in zip(batch, result.keypoints, result.detected, strict=True):
-                rows[file.name] = kp
-                if not found:
-                    empty.append(file.name)
+            images = [_read_or_reason(file) for file in batch]
+            readable = [i for i, image in enumerate(images) if not isinstance(image, str)]
+            keypoints = np.full((len(batch), NUM_JOINTS, 2), MISSING, dtype=np.int64)
+            detected = np.zeros(len(batch), dtype=bool)
+            if readable:
+                result = model.estimate([images[i] for i in readable], progress=False)
+                keypoints[readable], detected[readable] = result.keypoints, result.detected
+            for file, image, kp, person in zip(batch, images, keypoints, detected, strict=True):
+                found.rows[file.name] = kp
+                if isinstance(image, str):
+                    found.unreadable[file.name] = image
+                elif not person:
+                    found.without_person.append(file.name)
             bar.update(len(batch))
-    return rows, empty
+    return found
 
 
 def fill_missing(keypoints: np.ndarray, max_gap: int | None = None) -> np.ndarray:
