@@ -580,3 +580,148 @@ def test_import_keras_run_folder_reproduces_keras_from_keypoints(tmp_path, monke
     with pytest.raises(SystemExit):
         cli.main()
     assert "generator" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------------------------------------------
+# An imported run folder is an ordinary run folder: generate, evaluate, train --resume
+
+
+def deformgan(monkeypatch, capsys, *args: object) -> tuple[int, str, str]:
+    """Run `deformgan ARGS...` in this process through the console script's entry point -> (exit status,
+    stdout, stderr)."""
+    from deformgan import cli
+
+    monkeypatch.setattr(sys, "argv", ["deformgan", *map(str, args)])
+    with pytest.raises(SystemExit) as done:
+        cli.main()
+    captured = capsys.readouterr()
+    return done.value.code, captured.out, captured.err
+
+
+@pytest.fixture(scope="module")
+def market_data(tmp_path_factory) -> Path:
+    """test_train's tiny 128x64 stick-people dataset (2 identities x 3 images per split, 12 test pairs)
+    under the prefix the Market configs read (``market``)."""
+    from test_train import make_tiny_dataset
+
+    root = make_tiny_dataset(tmp_path_factory.mktemp("market"))
+    for entry in list(root.iterdir()):
+        entry.rename(root / entry.name.replace("synth-", "market-", 1))
+    return root
+
+
+@pytest.fixture(scope="module")
+def imported(tmp_path_factory) -> Path:
+    """`deformgan import-keras GENERATOR --config market-dsc --discriminator D --out RUN` (module scope: the
+    tests below only read it)."""
+    run = tmp_path_factory.mktemp("imported") / "run"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(
+            sys, "argv", ["deformgan", "import-keras", str(MARKET_DSC), "--config", "market-dsc",
+                          "--discriminator", str(DISCRIMINATOR), "--out", str(run)],
+        )  # fmt: skip
+        from deformgan import cli
+
+        with pytest.raises(SystemExit) as done:
+            cli.main()
+    assert done.value.code == 0
+    return run
+
+
+def test_import_keras_with_the_discriminator_through_the_cli(imported):
+    """--discriminator: the run's discriminator holds exactly the converted Keras weights (converted alone,
+    they reproduce Keras' logits: test_discriminator_matches_keras), at the file's width 1/16 beside the
+    generator's 1/32, and the state names both source files; the run is step 0."""
+    from deformgan.checkpoint import load_checkpoint
+    from deformgan.config import load_config
+
+    checkpoint = load_checkpoint(imported)
+    d_state, _ = convert_keras_model(DISCRIMINATOR, kind="discriminator", image_size=(128, 64))
+    assert checkpoint.step == 0 and checkpoint.discriminator.keys() == d_state.keys()
+    assert all(torch.equal(checkpoint.discriminator[k], d_state[k]) for k in d_state)
+    source = checkpoint.extra["imported_from_keras"]
+    assert source["generator"] == str(MARKET_DSC.resolve())
+    assert source["discriminator"] == str(DISCRIMINATOR.resolve())
+    config = load_config(imported / "config.yaml")
+    assert config.discriminator.width == pytest.approx(1 / 16)
+    assert config.generator.width == pytest.approx(1 / 32)
+
+
+def test_imported_run_generates_and_evaluates(imported, market_data, tmp_path, monkeypatch, capsys):
+    """`generate` on an imported run writes one image per test pair, each equal (within 1 grey level: batch
+    composition may move float round-off across a .5) to PoseTransfer on the same image and keypoints, the
+    path whose match with Keras is proven above (test_import_keras_run_folder_reproduces_keras_from_...).
+    `evaluate` scores them: its L1 is the mean over pairs of mean |target - generated| / 127.5, computed
+    here from the files. `transfer` on the run gives the image of a pair that `generate` wrote."""
+    import json
+
+    from deformgan.images import read_image
+    from deformgan.keypoints import read_annotations, read_pairs
+    from deformgan.transfer import PoseTransfer
+
+    out = tmp_path / "generated"
+    code, _, stderr = deformgan(
+        monkeypatch, capsys, "generate", "--checkpoint", imported, "--data", market_data, "--out", out
+    )
+    assert code == 0, stderr
+    pairs = read_pairs(market_data / "market-pairs-test.csv")
+    assert sorted(p.name for p in out.glob("*.png")) == sorted(f"{a}_{b}.png" for a, b in pairs)
+    keypoints = read_annotations(market_data / "market-annotation-test.csv")
+    images = market_data / "market-dataset" / "test"
+    model = PoseTransfer.from_checkpoint(imported)
+    for source, target in pairs[:3]:
+        expected = model.render(images / source, keypoints[source], keypoints[target][None])[0]
+        written = read_image(out / f"{source}_{target}.png")
+        assert np.abs(written.astype(int) - expected).max() <= 1
+    # `transfer` on the same run and pair gives the image `generate` wrote (both render it alone).
+    source, target = pairs[0]
+    csv = market_data / "market-annotation-test.csv"
+    moved = tmp_path / "moved.png"
+    code, _, stderr = deformgan(
+        monkeypatch, capsys, "transfer", "--checkpoint", imported, "--image", images / source,
+        "--annotations", csv, "--source", source, "--pose", csv, "--row", target, "--out", moved,
+    )  # fmt: skip
+    assert code == 0, stderr
+    generated = read_image(out / f"{source}_{target}.png").astype(int)
+    assert np.abs(read_image(moved) - generated).max() <= 1
+
+    scores = tmp_path / "scores.json"
+    code, _, stderr = deformgan(
+        monkeypatch, capsys, "evaluate", "--generated", out, "--data", market_data, "--out", scores
+    )
+    assert code == 0, stderr
+    by_hand = np.mean(
+        [
+            np.abs(read_image(out / f"{a}_{b}.png").astype(float) - read_image(images / b)).mean() / 127.5
+            for a, b in pairs
+        ]
+    )
+    assert json.loads(scores.read_text())["l1"]["value"] == pytest.approx(by_hand, rel=1e-9)
+
+
+def test_imported_run_fine_tunes_with_train_resume(imported, market_data, tmp_path, monkeypatch, capsys):
+    """`train --resume IMPORTED --out NEW --iterations 1`: one iteration of fine-tuning from the Keras
+    weights, in a new folder (the imported one is left as it was). The new checkpoint is step 1 and keeps
+    the imported config (the authors' heatmaps and warp gradient, the files' widths); both networks took
+    one Adam step from the imported weights with fresh moments, which moves each weight by lr g / (|g| +
+    eps), so the largest change is lr = 2e-4 (any weight with a gradient above eps); the imported run
+    still holds only its step 0."""
+    from deformgan.checkpoint import list_checkpoints, load_checkpoint
+    from deformgan.config import config_from_dict, load_config
+
+    out = tmp_path / "fine-tuned"
+    code, _, stderr = deformgan(
+        monkeypatch, capsys, "train", "--resume", imported, "--data", market_data, "--out", out,
+        "--iterations", "1",
+    )  # fmt: skip
+    assert code == 0, stderr
+    tuned, start = load_checkpoint(out), load_checkpoint(imported)
+    assert tuned.step == 1 and [p.name for p in list_checkpoints(imported)] == ["ckpt-00000000"]
+    assert config_from_dict(tuned.config) == load_config(imported / "config.yaml")
+    config = config_from_dict(tuned.config)
+    assert config.conditioning.heatmaps == "reference" and config.generator.warp_gradient == "tf"
+    for net in ("generator", "discriminator"):
+        before, after = getattr(start, net), getattr(tuned, net)
+        assert before.keys() == after.keys()
+        change = max(float((after[k] - before[k]).abs().max()) for k in before)
+        assert change == pytest.approx(config.train.lr, rel=1e-3), net
