@@ -1,5 +1,6 @@
-"""Crash safety, bounded for CI: SIGKILL at random moments and during a checkpoint write, Ctrl-C, then
-resume; the finished run must be bit-identical to an uninterrupted one."""
+"""Crash safety, bounded for CI: SIGKILL at random moments and during a checkpoint write, Ctrl-C and SIGTERM,
+then resume; the finished run must be bit-identical to an uninterrupted one. Also: the error line of an
+interrupted (or failing) command starts a line of its own, never glued to a progress bar."""
 
 from __future__ import annotations
 
@@ -118,24 +119,77 @@ def test_sigkill_at_random_moments_and_during_a_checkpoint_write_then_resume_is_
     assert not [p for p in run.iterdir() if p.name.startswith(".")]  # leftovers cleaned on resume
 
 
-@pytest.mark.slow
-def test_ctrl_c_saves_a_checkpoint_and_resume_is_bit_identical(setup, tmp_path):
+def starts_a_line(text: str, index: int) -> bool:
+    """Whether ``text[index:]`` starts at column 0 of a blank terminal line: everything written since the
+    last newline was erased (a progress bar clears its line with spaces between carriage returns)."""
+    cells: list[str] = []
+    column = 0
+    for char in text[:index].rpartition("\n")[2]:
+        if char == "\r":
+            column = 0
+            continue
+        cells[column : column + 1] = [char]
+        column += 1
+    return column == 0 and not "".join(cells).strip()
+
+
+def _interrupt_then_resume(setup, run: Path, sig: signal.Signals) -> None:
+    """Send ``sig`` to a training run mid-way: exit status 130 with one error line on a line of its own
+    (not glued to the progress bar) naming the checkpoint of the very last iteration; resuming then
+    finishes bit-identical to the uninterrupted run."""
     data, config, expected = setup
-    run = tmp_path / "run"
     process = _start(config, data, run, resume=False)
     while process.poll() is None and not (run / "log.csv").is_file():
         time.sleep(0.01)
     time.sleep(0.3)
-    process.send_signal(signal.SIGINT)
+    process.send_signal(sig)
     _, err = process.communicate(timeout=600)
     if process.returncode == 0:
         pytest.skip("the run finished before the signal arrived (a very fast machine)")
     assert process.returncode == 130, err
     errors = [line for line in err.splitlines() if line.startswith("error: ")]
-    assert len(errors) == 1 and "SIGINT: stopped at iteration" in errors[0] and "Traceback" not in err
+    assert len(errors) == 1 and f"{sig.name}: stopped at iteration" in errors[0] and "Traceback" not in err
+    assert starts_a_line(err, err.index("error: ")), repr(err[-300:])
     step = load_checkpoint(run).step
     assert f"iteration {step} with a checkpoint" in errors[0]  # the checkpoint of the very last iteration
     _resume_until_done(config, run, data)
     got = _weights(run)
     for key, value in expected.items():
         assert torch.equal(got[key], value), key
+
+
+@pytest.mark.slow
+def test_ctrl_c_saves_a_checkpoint_and_resume_is_bit_identical(setup, tmp_path):
+    _interrupt_then_resume(setup, tmp_path / "run", signal.SIGINT)
+
+
+@pytest.mark.slow
+def test_sigterm_saves_a_checkpoint_and_resume_is_bit_identical(setup, tmp_path):
+    # What a cluster scheduler or `kill` sends: the same stop-and-checkpoint as Ctrl-C, and the same status.
+    _interrupt_then_resume(setup, tmp_path / "run", signal.SIGTERM)
+
+
+def test_error_line_is_not_glued_to_an_open_progress_bar(monkeypatch, capsys):
+    """cli.main closes open progress bars before the error line. A bar a failing command still holds (its
+    frame lives on in the traceback, so tqdm cannot close it) would otherwise have the error appended to
+    its line; the control without the closing shows that this check sees the difference."""
+    from test_hardening import run_main
+    from tqdm import tqdm
+
+    from deformgan import cli
+    from deformgan.errors import InputError
+
+    def failing_command() -> None:
+        bar = tqdm(total=10, desc="work", file=sys.stderr)
+        bar.update(3)
+        raise InputError("row 4: bad")
+
+    close_bars = cli._close_progress_bars
+    monkeypatch.setattr(cli, "app", failing_command)
+    code, _, err = run_main(monkeypatch, capsys)
+    assert code == 2 and "work:  30%" in err  # the bar was drawn
+    assert starts_a_line(err, err.index("error: row 4: bad")), repr(err)
+    monkeypatch.setattr(cli, "_close_progress_bars", lambda: None)
+    code, _, err = run_main(monkeypatch, capsys)
+    close_bars()  # the control's bar, left open
+    assert code == 2 and not starts_a_line(err, err.index("error: row 4: bad")), repr(err)
