@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from deformgan.data import find_layout
 
 
@@ -267,3 +269,69 @@ def test_reid_commands_from_the_command_line(tmp_path):
     assert "Rank-1" in result.stdout and (run / "evaluation.json").is_file()
     bad = run_cli("reid", "train", "--data", str(data), "--out", str(tmp_path / "x"), "iteration=3")
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "unknown keys iteration" in bad.stderr
+
+
+@pytest.mark.slow  # 9 CLI processes, 2 Re-ID trainings: about 60 s on 2 loaded cores
+def test_reid_augment_train_evaluate_report_from_the_command_line(tmp_path):
+    """Table 1's path on tiny synthetic data: `reid augment` with a 1-iteration generator, `reid train`
+    on T and on A = T + generated, `reid evaluate --ap official`, and `reid report` collecting both."""
+    import csv
+    import json
+
+    from deformgan.keypoints import read_annotations
+    from deformgan.parts import has_complete_torso
+    from deformgan.reid.data import load_reid_dataset, parse_market_name
+
+    data = tmp_path / "people"
+    people = ["--identities", "8", "--poses-per-identity", "4", "--no-preview", "--size", "128x64"]
+    assert run_cli("synth", "--out", str(data), *people).returncode == 0
+    gan = tmp_path / "gan"
+    tiny = ["generator.width=0.0625", "discriminator.width=0.0625", "train.batch_size=2"]
+    result = run_cli("train", "--config", "synth-full", "--data", str(data), "--out", str(gan),
+                     "--iterations", "1", *tiny, "train.sample_every=0")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    generated = tmp_path / "generated"
+    result = run_cli("reid", "augment", "--checkpoint", str(gan), "--data", str(data), "--out",
+                     str(generated), "--per-image", "2", "--batch-size", "8", "--device", "cpu")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    # Every training image with a complete torso is a source of 2 images, labelled with its identity and
+    # camera (read from its Market-style name); the manifest lists exactly the files written.
+    keypoints = read_annotations(data / "synth-annotation-train.csv")
+    train = [im for im in load_reid_dataset(data).train if im.identity > 0]
+    sources = [im for im in train if has_complete_torso(keypoints[im.path.name])]
+    with open(generated / "manifest.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 2 * len(sources) and len(sources) > 0
+    assert sorted(p.name for p in generated.glob("*.png")) == sorted(r["name"] for r in rows)
+    for row in rows:
+        assert (int(row["identity"]), int(row["camera"])) == parse_market_name(row["source"])
+        assert row["name"].startswith(Path(row["source"]).stem) and row["target"] != row["source"]
+    assert json.loads((generated / "augment.json").read_text())["complete"]
+
+    settings = ["backbone=small", "iterations=20", "batch_size=8", "input_size=[64, 32]", "random_init=true"]
+    runs = {"T": tmp_path / "reid-T", "A": tmp_path / "reid-A"}
+    for column, run in runs.items():
+        extra = ["--extra", str(generated)] if column == "A" else []
+        result = run_cli("reid", "train", "--data", str(data), "--out", str(run), *extra, *settings)
+        assert result.returncode == 0, result.stderr
+        result = run_cli("reid", "evaluate", "--run", str(run), "--ap", "official", "--device", "cpu")
+        assert result.returncode == 0, result.stderr
+        report = json.loads((run / "evaluation.json").read_text())
+        assert report["ap"] == "official" and report["column"] == column  # A: trained with an extra folder
+        for scores in report["results"].values():
+            # The headline mAP is the official (trapezoid) one, which never exceeds the standard AP.
+            assert scores["mAP"] == scores["mAP_official"] <= scores["mAP_standard"]
+
+    table = tmp_path / "table1.json"
+    result = run_cli("reid", "report", str(runs["T"]), str(runs["A"]), "--out", str(table))
+    assert result.returncode == 0, result.stderr
+    cells = json.loads(table.read_text())["cells"]
+    assert set(cells) == {"Euclidean", "XQDA", "KISSME"}  # IDE runs: no DE row
+    for column, run in runs.items():
+        evaluation = json.loads((run / "evaluation.json").read_text())["results"]
+        for row, scores in evaluation.items():
+            cell = cells[row][column]
+            assert (cell["rank1"], cell["mAP"]) == (scores["rank1"], scores["mAP"])
+    assert "| Euclidean |" in result.stdout and table.with_suffix(".md").is_file()
+    unevaluated = run_cli("reid", "report", str(gan), "--out", str(tmp_path / "x.json"))
+    assert unevaluated.returncode == 2 and "no evaluation JSON" in unevaluated.stderr

@@ -601,6 +601,25 @@ def reid_evaluate(
     typer.echo(f"wrote {(Path(out) if out else run / 'evaluation').with_suffix('.json')}")
 
 
+@reid_app.command("report")
+def reid_report(
+    evaluations: Annotated[
+        list[Path], typer.Argument(help="Evaluated Re-ID run folders (or their evaluation .json files).")
+    ],
+    out: Annotated[Path, typer.Option(help="JSON file of the table (a .md table beside it).")],
+    title: Annotated[str | None, typer.Option(help="Title of the Markdown table.")] = None,
+) -> None:
+    """The Table-1-shaped report: rows Euclidean / XQDA / KISSME / DE, columns T / A (Rank-1 / mAP %),
+    with the paper's Market-1501 values beside."""
+    from deformgan.reid.report import write_table1_report
+
+    for item in evaluations:
+        _existing(item, "EVALUATIONS")
+    json_path, md_path = write_table1_report(evaluations, out, title=title)
+    typer.echo(md_path.read_text())
+    typer.echo(f"wrote {json_path} and {md_path}")
+
+
 # ----------------------------------------------------------------------------------------------
 # Users' own photos
 
