@@ -459,9 +459,10 @@ WHY = [
     "sharp, and the generated half adds new poses with the right colours. The mAP gain's interval excludes "
     "zero; the Rank-1 gain's does not. At the same K, this generator gives about half of the oracle's mAP "
     "gain and a quarter of its Rank-1 gain: that is what its image quality costs. With a generator of this "
-    "quality, the share of generated images decides the sign of the effect. K = 10 is this project's "
-    "default, not a value taken from the paper, so the paper's own mixing proportion is not reproduced "
-    "here.",
+    "quality, the share of generated images decides the sign of the effect. K = 10 is the paper's value "
+    "(supplementary §4: 10 target poses per training image), so at the paper's own mixing proportion this "
+    "generator hurts; the authors' released script draws 2 per image (`pairs_for_each = 2`), a proportion "
+    "between the two run here.",
     "- **What this says about the paper's setting**: the mechanism is real. On a pose-starved split (4 "
     "poses per person), correct new poses help. What a generator adds is bounded by how close its people "
     "are to real ones. The paper's full-width Market generator (90k iterations) makes "
