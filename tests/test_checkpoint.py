@@ -230,6 +230,22 @@ def test_export_round_trip_float32_is_exact_and_float16_is_half_precision(tmp_pa
     assert {t.dtype for t in load_file(str(half / ckpt.GENERATOR_FILE)).values()} == {torch.float16}
 
 
+def test_checkpoint_and_export_files_respect_the_umask(tmp_path: Path):
+    """safetensors' save_file creates 0600 files whatever the umask; ours are 0644 under umask 022 (like
+    every file a tool writes), so a shared run folder or an installed model is readable by others."""
+    import os
+    import stat
+
+    previous = os.umask(0o022)
+    try:
+        folder = _save(tmp_path / "run", 2)
+        model = ckpt.export_generator(tmp_path / "run", tmp_path / "model")
+    finally:
+        os.umask(previous)
+    files = [*folder.iterdir(), *model.iterdir()]
+    assert len(files) == 6 and {stat.S_IMODE(p.stat().st_mode) for p in files} == {0o644}
+
+
 def test_exported_model_refuses_resume_corruption_and_overflow(tmp_path: Path):
     _save(tmp_path / "run", 3)
     model = ckpt.export_generator(tmp_path / "run", tmp_path / "model")

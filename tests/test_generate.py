@@ -162,18 +162,31 @@ def test_demo_plot_and_walk_cycle():
 
 @pytest.mark.slow
 def test_run_demo_end_to_end(tmp_path: Path):
-    """The demo on a tiny budget: data, a few iterations, GIF, curves, HTML + PNG summary (about 20 s)."""
+    """The demo on a tiny budget: shipped model first, a few fresh iterations, scores, GIFs, summary."""
     import json
 
-    from deformgan.demo import run_demo
+    from deformgan.demo import METHODS, run_demo
 
     summary = run_demo(tmp_path, minutes_budget=0.3, identities=4, poses_per_identity=3, progress=False)
     assert summary == tmp_path / "summary.html"
     page = summary.read_text()
-    assert page.count("data:image/png;base64,") == 3 and "data:image/gif;base64," in page
-    for name in ("summary.png", "loss_curves.png", "motion_transfer.gif", "demo.json"):
+    # comparison grid + loss curves as PNG, the motion GIF; no external reference of any kind
+    assert page.count("data:image/png;base64,") == 2 and page.count("data:image/gif;base64,") == 1
+    assert "src=\"http" not in page
+    for name in ("shipped_transfer.png", "shipped_motion.gif", "comparison.png", "summary.png",
+                 "loss_curves.png", "motion_transfer.gif", "demo.json"):  # fmt: skip
         assert (tmp_path / name).is_file(), name
     record = json.loads((tmp_path / "demo.json").read_text())
     assert record["iterations"] >= 1 and record["total_seconds"] < 0.3 * 60 + 30
+    # 1 test identity of 4 (round(4 / 4)) with 3 images: 3 * 2 ordered pairs, every one scored
+    assert record["held_out_pairs"] == 6
+    scores = record["scores"]
+    assert list(scores) == list(METHODS) == ["copy_source", "warp_only", "shipped", "fresh"]
+    for method, row in scores.items():
+        assert set(row) == {"mask_ssim", "ssim", "l1"}, method
+        assert 0 < row["mask_ssim"] <= 1 and -1 <= row["ssim"] <= 1 and 0 <= row["l1"] <= 1, method
+    # source | ground truth | shipped | fresh, each 64x128 shown at 2x, one frame per walk-cycle step
     with Image.open(tmp_path / "motion_transfer.gif") as gif:
+        assert gif.n_frames == 16 and gif.size == (2 * 4 * 64, 2 * 128)
+    with Image.open(tmp_path / "shipped_motion.gif") as gif:
         assert gif.n_frames == 16 and gif.size == (2 * 3 * 64, 2 * 128)

@@ -49,7 +49,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from deformgan.atomic import atomic_write_text, temporary_dir
+from deformgan.atomic import atomic_write_text, default_mode, temporary_dir
 from deformgan.config import upgrade_legacy
 from deformgan.errors import InputError, RunFailed
 
@@ -155,6 +155,12 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _save_tensors(tensors: Mapping[str, torch.Tensor], path: Path) -> None:
+    """safetensors file at ``path`` with the umask's permissions (``save_file`` itself creates 0600)."""
+    save_file(dict(tensors), str(path))
+    os.chmod(path, default_mode())
+
+
 def _state_dict_tensors(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     # safetensors refuses shared storage and non-contiguous tensors: store independent contiguous copies.
     return {k: v.detach().cpu().contiguous().clone() for k, v in state_dict.items()}
@@ -177,9 +183,9 @@ def _write_checkpoint_files(
 ) -> None:
     """Write the four files of a checkpoint into ``folder`` (fsync'ed); ``state.json`` records the SHA-256 of
     the three tensor files, so that a corrupted byte is caught when loading. Monkeypatched by the tests."""
-    save_file(_state_dict_tensors(generator), str(folder / GENERATOR_FILE))
-    save_file(_state_dict_tensors(discriminator), str(folder / DISCRIMINATOR_FILE))
-    save_file(dict(optimizer_tensors), str(folder / OPTIMIZERS_FILE))
+    _save_tensors(_state_dict_tensors(generator), folder / GENERATOR_FILE)
+    _save_tensors(_state_dict_tensors(discriminator), folder / DISCRIMINATOR_FILE)
+    _save_tensors(dict(optimizer_tensors), folder / OPTIMIZERS_FILE)
     checksums = {name: _sha256(folder / name) for name in _FILES if name != STATE_FILE}
     (folder / STATE_FILE).write_text(json.dumps({**state, "sha256": checksums}, indent=1))
     for name in _FILES:
@@ -404,6 +410,10 @@ def _read_state(folder: Path) -> dict[str, Any]:
     checksums = state.get("sha256", {})
     if not isinstance(checksums, dict) or not all(isinstance(v, str) for v in checksums.values()):
         raise _state_error(folder, "'sha256' must map file names to hex digests")
+    tensor_files = (GENERATOR_FILE, DISCRIMINATOR_FILE, OPTIMIZERS_FILE)
+    if state["format"] >= 2 and not all(name in checksums for name in tensor_files):
+        # Format 2 always records them (format 1 recorded none): a missing one would skip the check.
+        raise _state_error(folder, f"'sha256' must give the digests of {', '.join(tensor_files)}")
     optimizers = state.get("optimizers")
     if not isinstance(optimizers, dict) or set(optimizers) != {"generator", "discriminator"}:
         raise _state_error(folder, "'optimizers' must hold the 'generator' and 'discriminator' states")
@@ -412,13 +422,21 @@ def _read_state(folder: Path) -> dict[str, Any]:
         if not isinstance(groups, list) or not all(isinstance(g, dict) for g in groups):
             raise _state_error(folder, f"optimizers.{name}.param_groups must be a list of mappings")
         for group in groups:
+            # Adam reads these at every step (torch fills in only its flags): none may be missing.
+            params = group.get("params")
+            if not isinstance(params, list) or not all(
+                isinstance(i, int) and not isinstance(i, bool) for i in params
+            ):
+                raise _state_error(
+                    folder, f"optimizers.{name}: params must be a list of parameter indices, got {params!r:.60}"
+                )
             for key in ("lr", "eps", "weight_decay"):
-                value = group.get(key, 0.0)
+                value = group.get(key)
                 if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                     raise _state_error(
                         folder, f"optimizers.{name}: {key} must be a finite number, got {value!r}"
                     )
-            betas = group.get("betas", [0.5, 0.999])
+            betas = group.get("betas")
             if not (
                 isinstance(betas, list)
                 and len(betas) == 2
@@ -522,7 +540,7 @@ def export_generator(
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = temporary_dir(out.parent, out.name)
     try:
-        save_file(_state_dict_tensors(tensors), str(tmp / GENERATOR_FILE))
+        _save_tensors(_state_dict_tensors(tensors), tmp / GENERATOR_FILE)
         record = {
             "format": MODEL_FORMAT,
             "step": loaded.step,

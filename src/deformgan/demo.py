@@ -32,7 +32,7 @@ from deformgan.evaluation.baselines import copy_source, warp_only
 from deformgan.evaluation.mask import evaluation_mask
 from deformgan.evaluation.scores import score_images
 from deformgan.generate import generate_batch
-from deformgan.images import to_uint8, write_gif
+from deformgan.images import to_uint8, write_gif, write_image
 from deformgan.keypoints import draw_skeleton, read_annotations
 from deformgan.parts import has_complete_torso
 from deformgan.runtime import set_threads
@@ -483,7 +483,7 @@ def run_demo(
         "warp_only": warp_only(pairs.sources, pairs.source_kp, pairs.target_kp),
         "shipped": generate_pairs(shipped, pairs),
     }
-    comparison_grid(pairs, outputs, rows).save(out / "shipped_transfer.png")
+    write_image(comparison_grid(pairs, outputs, rows), out / "shipped_transfer.png")
     say(f"shipped model: {out / 'shipped_transfer.png'}, {out / 'shipped_motion.gif'}")
 
     real = None
@@ -512,13 +512,13 @@ def run_demo(
     scores = score_methods({m: outputs[m] for m in METHODS}, pairs)
     table = scores_table(scores, len(pairs.sources))
     comparison = comparison_grid(pairs, {m: outputs[m] for m in ("warp_only", "shipped", "fresh")}, rows)
-    comparison.save(out / "comparison.png")
+    write_image(comparison, out / "comparison.png")
     frames = _motion_frames(source_image, [truth, shipped_walk, fresh_walk])
     gif = write_gif(frames, out / "motion_transfer.gif", fps=8)
     log = read_log(run_dir)
     steps = int(log["step"][-1])
     curves = loss_curves(log)
-    curves.save(out / "loss_curves.png")
+    write_image(curves, out / "loss_curves.png")
     shipped_info = load_checkpoint(shipped_model, weights_only=True)
     provenance = shipped_info.extra.get("provenance", {})
     people = len(_grid_rows(pairs, len(pairs.sources)))
@@ -537,7 +537,7 @@ def run_demo(
         strip,
         curves,
     ]
-    _stack(parts).save(out / "summary.png")
+    write_image(_stack(parts), out / "summary.png")
 
     summary = out / "summary.html"
     atomic_write_text(
