@@ -428,7 +428,8 @@ def _read_state(folder: Path) -> dict[str, Any]:
                 isinstance(i, int) and not isinstance(i, bool) for i in params
             ):
                 raise _state_error(
-                    folder, f"optimizers.{name}: params must be a list of parameter indices, got {params!r:.60}"
+                    folder,
+                    f"optimizers.{name}: params must be a list of parameter indices, got {params!r:.60}",
                 )
             for key in ("lr", "eps", "weight_decay"):
                 value = group.get(key)

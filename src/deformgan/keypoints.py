@@ -62,12 +62,15 @@ MAX_COORDINATE = 1 << 20
 def _csv_rows(path: Path, header: str, what: str) -> Iterator[tuple[int, str]]:
     """(row number, line without newline) of a CSV file after its header; blank lines skipped.
 
-    Accepts a UTF-8 byte-order mark (spreadsheets write one); a byte that is not UTF-8, a missing file or
-    a wrong header is an :class:`InputError` naming the file and the row.
+    Accepts a UTF-8 byte-order mark (spreadsheets write one); a byte that is not UTF-8, a missing file, an
+    empty file or a wrong header is an :class:`InputError` naming the file and the row.
     """
     if not path.is_file():
         raise InputError(f"{path}: {what} file not found")
     with path.open("rb") as f:
+        if not f.read(1):  # not even a header: an empty file is damage, not "no rows"
+            raise InputError(f"{path}: empty {what} file (expected the header {header!r})")
+        f.seek(0)
         for row, raw in enumerate(f, start=1):
             try:
                 line = raw.decode("utf-8-sig" if row == 1 else "utf-8").rstrip("\r\n")
