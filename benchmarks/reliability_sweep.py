@@ -497,7 +497,8 @@ def _swap_weights(case: Path) -> bool:
         {k: v.contiguous() for k, v in build_generator(wider).state_dict().items()},
         str(folder / "generator.safetensors"),
     )
-    state["sha256"].pop("generator.safetensors")
+    digest = hashlib.sha256((folder / "generator.safetensors").read_bytes()).hexdigest()
+    state["sha256"]["generator.safetensors"] = digest
     (folder / "state.json").write_text(json.dumps(state))
     return True
 
