@@ -53,7 +53,9 @@ DEMO_SEED, DEMO_IDENTITIES, DEMO_POSES = 0, 48, 8
 SEED_STRIDE = 1000  # identity i of seed s -> s * SEED_STRIDE + i in the merged dataset
 
 
-def make_training_data(out: Path, seeds: list[int], identities: int, poses: int) -> dict:
+def make_training_data(
+    out: Path, seeds: list[int], identities: int, poses: int, cameras_per_identity: int = 6
+) -> dict:
     """Render each seed, merge them into one dataset at ``out`` (the field's layout); return its counts.
 
     Every seed keeps its own train/test split (test = 1/16 of the identities, used only for the run's
@@ -72,6 +74,7 @@ def make_training_data(out: Path, seeds: list[int], identities: int, poses: int)
         written = write_synthetic_dataset(
             part, identities=identities, poses_per_identity=poses, size=SIZE, seed=seed,
             test_fraction=1 / 16, prefix=PREFIX, progress=True, overwrite=True,
+            cameras_per_identity=cameras_per_identity,
         )  # fmt: skip
         layout = written.layout
         for split in ("train", "test"):
@@ -94,6 +97,7 @@ def make_training_data(out: Path, seeds: list[int], identities: int, poses: int)
         "seeds": seeds,
         "identities_per_seed": identities,
         "poses_per_identity": poses,
+        "cameras_per_identity": cameras_per_identity,
         "images": {split: len(merged[split]) for split in merged},
         "pairs": {split: len(pairs[split]) for split in pairs},
     }
@@ -183,6 +187,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5, 6])
     parser.add_argument("--identities", type=int, default=100, help="identities per seed")
     parser.add_argument("--poses", type=int, default=8, help="images per identity")
+    parser.add_argument(
+        "--cameras-per-identity",
+        type=int,
+        default=6,
+        help="cameras that see each person (1: pairs share a scene)",
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--export", action="store_true", help="write the model into the package")
     parser.add_argument("--quick", action="store_true", help="smoke run: tiny data, 40 iterations")
@@ -205,7 +215,9 @@ def main(argv: list[str] | None = None) -> None:
     work = args.work
     work.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    counts = make_training_data(work / "data", args.seeds, args.identities, args.poses)
+    counts = make_training_data(
+        work / "data", args.seeds, args.identities, args.poses, args.cameras_per_identity
+    )
     run_dir = work / "run"
     resume = run_dir if (run_dir / "latest").is_file() else None
     train(config, work / "data", run_dir, iterations=total, resume=resume, tensorboard=False)
@@ -237,6 +249,7 @@ def main(argv: list[str] | None = None) -> None:
         "config": config.name,
         "iterations": total,
         "training_seeds": args.seeds,
+        "cameras_per_identity": args.cameras_per_identity,
         "training_images": counts["images"]["train"],
         "training_pairs": counts["pairs"]["train"],
         "train_wall_s": round(train_s),
@@ -266,7 +279,8 @@ def main(argv: list[str] | None = None) -> None:
         f"Config: `configs/{config.name}.yaml`; {total} iterations, batch {config.train.batch_size}, "
         f"{n_params:,} generator parameters; training {train_s / 3600:.2f} h, whole script "
         f"{(time.perf_counter() - started) / 3600:.2f} h.  ",
-        f"Training data: seeds {args.seeds}, {args.identities} identities x {args.poses} poses each "
+        f"Training data: seeds {args.seeds}, {args.identities} identities x {args.poses} poses each, "
+        f"{args.cameras_per_identity} camera(s) per person "
         f"({counts['images']['train']} images, {counts['pairs']['train']} pairs). Held-out: the demo's "
         f"{len(pairs.sources)} test pairs (seed {DEMO_SEED}, never seen: other people, other cameras).",
         "",

@@ -187,10 +187,44 @@ def test_preview_grid(tmp_path):
         assert image.size == (2 * (128 + 2), 2 * (128 + 2))
 
 
+def test_cameras_per_identity(tmp_path, small_dataset):
+    """6 (all cameras) is the default: byte-identical files. With 1, every image of a person comes from one
+    camera (the name's ``cN``), and each image is still the one its seed renders (same pose and keypoints,
+    drawn from the same random stream), only seen by that camera."""
+    six = tmp_path / "six"
+    write_synthetic_dataset(
+        six, identities=4, poses_per_identity=3, seed=3, test_fraction=0.5, progress=False,
+        cameras_per_identity=6,
+    )  # fmt: skip
+    assert _files(six) == _files(small_dataset)
+    one = tmp_path / "one"
+    write_synthetic_dataset(
+        one, identities=4, poses_per_identity=3, seed=3, test_fraction=0.5, progress=False,
+        cameras_per_identity=1,
+    )  # fmt: skip
+    meta = json.loads((one / "synth.json").read_text())
+    assert meta["cameras_per_identity"] == 1
+    cameras: dict[int, set[int]] = {}
+    for info in meta["images"].values():
+        cameras.setdefault(info["identity"], set()).add(info["camera"])
+    assert sorted(cameras) == [1, 2, 3, 4] and all(len(c) == 1 for c in cameras.values())
+
+    def keypoints_without_camera(root: Path) -> dict[str, list]:
+        rows = {}
+        for split in ("train", "test"):
+            for name, kp in read_annotations(root / f"synth-annotation-{split}.csv").items():
+                rows[re.sub(r"_c[1-6]s", "_s", name)] = kp.tolist()
+        return rows
+
+    assert keypoints_without_camera(one) == keypoints_without_camera(small_dataset)
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
         ({"identities": 1}, "identities"),
+        ({"cameras_per_identity": 0}, "cameras_per_identity"),
+        ({"cameras_per_identity": 7}, "cameras_per_identity"),
         ({"poses_per_identity": 1}, "poses_per_identity"),
         ({"size": "128by64"}, "size"),
         ({"size": "0x64"}, "size"),

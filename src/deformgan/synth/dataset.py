@@ -206,6 +206,7 @@ def write_synthetic_dataset(
     progress: bool = True,
     missing_rates: Mapping[str, float] | None = None,
     overwrite: bool = False,
+    cameras_per_identity: int = NUM_CAMERAS,
 ) -> SyntheticDataset:
     """Render and write a synthetic-people dataset in the Market layout (module docstring).
 
@@ -213,11 +214,14 @@ def write_synthetic_dataset(
     test_fraction)`` (at least 1, at most identities - 1) identities go to the test split. size: (H, W)
     or "HxW" (128x64 Market-like, 256x256 DeepFashion-like with a larger person). missing_rates: target
     per-joint detector-miss rates (default :data:`~deformgan.synth.pose.MARKET_MISSING_RATES`).
+    cameras_per_identity: how many of the six cameras see each person (chosen per identity); 6 (default)
+    = any camera, 1 = every image of a person comes from one camera, so every pair shares scene and light.
     Raises InputError for bad arguments or an unwritable / non-empty output folder.
     """
     identities = _check_count("identities", identities, 2, 9999)
     poses_per_identity = _check_count("poses_per_identity", poses_per_identity, 2, 999_999)
     seed = _check_count("seed", seed, 0, 2**63 - 1)
+    cameras_per_identity = _check_count("cameras_per_identity", cameras_per_identity, 1, NUM_CAMERAS)
     height, width = parse_size(size)
     if not isinstance(test_fraction, (int, float)) or not 0.0 < test_fraction < 1.0:
         raise InputError(f"test_fraction: expected a number strictly between 0 and 1, got {test_fraction!r}")
@@ -239,10 +243,16 @@ def write_synthetic_dataset(
     with tqdm(total=identities * poses_per_identity, desc="synth", unit="img", disable=not progress) as bar:
         for identity in range(1, identities + 1):
             split = "test" if identity in test_ids else "train"
+            seen_by = cameras
+            if cameras_per_identity < NUM_CAMERAS:  # this person's cameras, repeated to the full list
+                chosen = np.random.default_rng([seed, identity, 3]).choice(
+                    NUM_CAMERAS, cameras_per_identity, replace=False
+                )
+                seen_by = [cameras[int(chosen[i % cameras_per_identity])] for i in range(NUM_CAMERAS)]
             name_rng = np.random.default_rng([seed, identity, 2])
             frames = np.sort(name_rng.choice(1_000_000, size=poses_per_identity, replace=False))
             for index in range(poses_per_identity):
-                person = render_sample(seed, identity, index, (height, width), cameras, drop)
+                person = render_sample(seed, identity, index, (height, width), seen_by, drop)
                 sequence, box = int(name_rng.integers(1, 7)), int(name_rng.integers(1, 9))
                 name = f"{identity:04d}_c{person.camera}s{sequence}_{int(frames[index]):06d}_{box:02d}.png"
                 atomic_write_bytes(layout.image_dirs[split] / name, encode_png(person.image))
@@ -275,6 +285,7 @@ def write_synthetic_dataset(
         "train_identities": sorted(set(range(1, identities + 1)) - test_ids),
         "test_identities": sorted(test_ids),
         "cameras": NUM_CAMERAS,
+        "cameras_per_identity": cameras_per_identity,
         "missing_rates": dict(MARKET_MISSING_RATES if missing_rates is None else missing_rates),
         "images": images_meta,
     }
