@@ -26,6 +26,7 @@ PARTS = [
     ("Faithful modes: heatmaps and warp gradient on the synthetic ablation (issue 10)", "faithful_modes.md"),
     ("Pose estimation on real images (issue 11)", "pose_accuracy.md"),
     ("Shipped model and demo quality (issue 12)", "shipped_model.md"),
+    ("Shipped model: pilot runs (issue 12)", "shipped_model_pilots.md"),
     ("GPU training throughput (issue 12)", "gpu.md"),
     ("Re-ID with generated people (issue 14)", "reid_augmentation.md"),
     ("Pose editor latency (issue 15)", "editor_latency.md"),

@@ -8,8 +8,13 @@ saw. This script is the whole recipe, from nothing to ``src/deformgan/shipped_mo
    one dataset in the field's layout (identity ``i`` of seed ``s`` becomes identity ``s * 1000 + i``).
    The demo renders seed 0, so no demo person, test or train, and none of its cameras is ever seen in
    training. Several seeds give 6 x S camera lights and backgrounds, so the model learns to carry the
-   source's colours over rather than to recognise six scenes.
-2. **Training** with ``configs/shipped-synth.yaml`` (``deformgan.train.train``, one process, the
+   source's colours over rather than to recognise six scenes. ``--cameras-per-identity 1`` (the default,
+   the shipped model) has each person seen by one camera, so that source and target share scene and
+   light: the target is then a function of the input, and the model learns to keep the photo's
+   background (what a user moving their own photo wants) instead of guessing an unknown camera's. The
+   demo's pairs still change camera; ``--cameras-per-identity 6`` trains on such pairs (compared in
+   ``shipped_model_pilots.md``).
+2. **Training** with ``configs/synth-people.yaml`` (``deformgan.train.train``, one process, the
    iteration count of the config unless ``--iterations``). The run folder is resumable: run the script
    again with the same ``--work`` folder and it continues.
 3. **Measurement** on the demo's held-out pairs (seed 0, 48 identities x 8 poses, exactly what
@@ -154,6 +159,81 @@ def learning_curve(run_dir: Path, pairs, curve_file: Path) -> dict[str, dict[str
 
 
 # ----------------------------------------------------------------------------------------------
+# What limits the score: references that need no network, and the score per view change
+
+
+def ceiling_references(pairs) -> dict[str, dict[str, float]]:
+    """Scores of images made from the ground truth, to read a model's score against (module docstring).
+
+    - ``truth_in_source_camera``: the renderer draws the target person in the target pose, exactly, but seen
+      by the SOURCE image's camera (its background and light): what a perfect generator can reach, since
+      nothing in the input tells the target camera.
+    - ``truth_shifted_1.5px``: the true target moved by a random (x, y) shift of standard deviation 1.5 px,
+      the synthetic keypoints' noise (``KEYPOINT_NOISE`` x the person's scale, ~37 px): where edges can be
+      placed from noisy keypoints.
+    - ``truth_blurred_2px`` / ``_3px``: the true target blurred by a Gaussian of that sigma.
+    - ``warp_over_true_background``: warp-only with its empty pixels taken from the true target blurred by
+      6 px: the part warps' own error once the background is forgiven.
+    """
+    from scipy.ndimage import gaussian_filter
+    from scipy.ndimage import shift as nd_shift
+
+    from deformgan.demo import score_methods
+    from deformgan.evaluation.baselines import warp_only
+    from deformgan.synth.dataset import NUM_CAMERAS, render_sample
+    from deformgan.synth.render import make_cameras
+
+    cameras = make_cameras(DEMO_SEED, NUM_CAMERAS)
+
+    def identity_and_index(name: str) -> tuple[int, int]:
+        # the synthetic writer names image `index` of an identity by its sorted random frame number
+        identity, frame = int(name.split("_")[0]), int(name.split("_")[2])
+        frames = np.sort(
+            np.random.default_rng([DEMO_SEED, identity, 2]).choice(1_000_000, DEMO_POSES, replace=False)
+        )
+        return identity, int(np.flatnonzero(frames == frame)[0])
+
+    oracle = []
+    for source, target in pairs.dataset.pairs:
+        camera = cameras[int(source.split("_")[1][1]) - 1]
+        person = render_sample(DEMO_SEED, *identity_and_index(target), SIZE, cameras=[camera] * NUM_CAMERAS)
+        oracle.append(person.image)
+    truth = pairs.targets.astype(np.float32)
+    rng = np.random.default_rng(0)
+    shifted = [
+        nd_shift(t, (*rng.normal(0.0, 1.5, 2)[::-1], 0), order=1, mode="nearest") for t in truth
+    ]  # fmt: skip
+    warped = warp_only(pairs.sources, pairs.source_kp, pairs.target_kp)
+    empty = (warped == 0).all(-1, keepdims=True)
+    background = gaussian_filter(truth, sigma=(0, 6, 6, 0))
+
+    def as_uint8(images) -> np.ndarray:
+        return np.clip(np.asarray(images) + 0.5, 0, 255).astype(np.uint8)
+
+    images = {
+        "truth_in_source_camera": np.stack(oracle),
+        "truth_shifted_1.5px": as_uint8(shifted),
+        "truth_blurred_2px": as_uint8(gaussian_filter(truth, sigma=(0, 2, 2, 0))),
+        "truth_blurred_3px": as_uint8(gaussian_filter(truth, sigma=(0, 3, 3, 0))),
+        "warp_over_true_background": np.where(empty, as_uint8(background), warped),
+    }
+    return score_methods(images, pairs)
+
+
+def scores_by_view(outputs: dict[str, np.ndarray], pairs, data: Path) -> list[tuple[str, int, dict]]:
+    """mask-SSIM of each method on pairs whose source and target views are the same / differ."""
+    from deformgan.evaluation.metrics import ssim
+
+    views = json.loads((data / "synth.json").read_text())["images"]
+    same = np.array([views[a]["view"] == views[b]["view"] for a, b in pairs.dataset.pairs])
+    per_pair = {name: ssim(images, pairs.targets, pairs.masks) for name, images in outputs.items()}
+    rows = []
+    for label, chosen in (("same view", same), ("view changes (e.g. front -> back)", ~same)):
+        rows.append((label, int(chosen.sum()), {k: float(v[chosen].mean()) for k, v in per_pair.items()}))
+    return rows
+
+
+# ----------------------------------------------------------------------------------------------
 # Pictures
 
 
@@ -190,10 +270,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--cameras-per-identity",
         type=int,
-        default=6,
-        help="cameras that see each person (1: pairs share a scene)",
+        default=1,
+        help="cameras that see each person: 1 (the shipped model; pairs share scene and light) to 6",
     )
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--override", nargs="*", default=[], help="config overrides, section.key=value")
     parser.add_argument("--export", action="store_true", help="write the model into the package")
     parser.add_argument("--quick", action="store_true", help="smoke run: tiny data, 40 iterations")
     parser.add_argument("--results", type=Path, default=RESULTS)
@@ -201,12 +282,12 @@ def main(argv: list[str] | None = None) -> None:
 
     import torch
 
-    from deformgan.checkpoint import SHIPPED_MODELS_DIR, export_generator
+    from deformgan.checkpoint import SHIPPED_MODELS_DIR, export_generator, load_checkpoint
     from deformgan.config import find_config, load_config
     from deformgan.train import read_log, train
 
     torch.set_num_threads(args.threads)
-    overrides = ["train.device=cpu"]
+    overrides = ["train.device=cpu", *args.override]
     if args.quick:
         args.seeds, args.identities, args.poses = [1], 8, 4
         overrides += ["train.iterations=40", "train.checkpoint_every=20", "train.sample_every=20"]
@@ -232,12 +313,11 @@ def main(argv: list[str] | None = None) -> None:
     curve = learning_curve(run_dir, pairs, work / "curve.json")
     final_scores, final_outputs = score_model(run_dir, pairs)
     margin = final_scores["mask_ssim"] - refs["warp_only"]["mask_ssim"]
+    ceilings = ceiling_references(pairs)
+    by_view = scores_by_view({**ref_outputs, "model": final_outputs}, pairs, work / "demo-data")
 
     command = "python benchmarks/shipped_model.py " + shlex.join(argv if argv is not None else sys.argv[1:])
-    n_params = sum(
-        v.numel() for v in __import__("deformgan.checkpoint", fromlist=["x"]).load_checkpoint(
-            run_dir, weights_only=True).generator.values()
-    )  # fmt: skip
+    n_params = sum(v.numel() for v in load_checkpoint(run_dir, weights_only=True).generator.values())
     summary = (
         f"{config.name}: {total} iterations of batch {config.train.batch_size} on synthetic people of "
         f"seeds {', '.join(map(str, args.seeds))} ({counts['images']['train']} training images), never the "
@@ -277,7 +357,7 @@ def main(argv: list[str] | None = None) -> None:
         f"Command: `{command}`  ",
         f"Machine: {machine_description()}, {args.threads} thread(s).  ",
         f"Config: `configs/{config.name}.yaml`; {total} iterations, batch {config.train.batch_size}, "
-        f"{n_params:,} generator parameters; training {train_s / 3600:.2f} h, whole script "
+        f"{n_params:,} generator parameters; training {train_s / 3600:.2f} h, this invocation of the script "
         f"{(time.perf_counter() - started) / 3600:.2f} h.  ",
         f"Training data: seeds {args.seeds}, {args.identities} identities x {args.poses} poses each, "
         f"{args.cameras_per_identity} camera(s) per person "
@@ -295,6 +375,25 @@ def main(argv: list[str] | None = None) -> None:
     lines += [
         "",
         f"Margin over warp-only: {margin:+.4f} mask-SSIM (target >= +0.06); absolute target > 0.87.",
+        "",
+        "What the score can reach on these pairs (images made from the ground truth, no network; "
+        "`ceiling_references` in the script):",
+        "",
+        "| reference | mask-SSIM | SSIM | L1 |",
+        "|---|---|---|---|",
+        *(
+            f"| {name} | {v['mask_ssim']:.4f} | {v['ssim']:.4f} | {v['l1']:.4f} |"
+            for name, v in ceilings.items()
+        ),
+        "",
+        "mask-SSIM by view change (same pairs):",
+        "",
+        "| pairs | n | " + " | ".join(by_view[0][2]) + " |",
+        "|---|---|" + "---|" * len(by_view[0][2]),
+        *(
+            f"| {label} | {n} | " + " | ".join(f"{v:.4f}" for v in row.values()) + " |"
+            for label, n, row in by_view
+        ),
         "",
         "Learning curve (mask-SSIM / SSIM / L1 of each kept checkpoint on the same pairs):",
         "",

@@ -172,7 +172,7 @@ def test_run_demo_end_to_end(tmp_path: Path):
     page = summary.read_text()
     # comparison grid + loss curves as PNG, the motion GIF; no external reference of any kind
     assert page.count("data:image/png;base64,") == 2 and page.count("data:image/gif;base64,") == 1
-    assert "src=\"http" not in page
+    assert 'src="http' not in page
     for name in ("shipped_transfer.png", "shipped_motion.gif", "comparison.png", "summary.png",
                  "loss_curves.png", "motion_transfer.gif", "demo.json"):  # fmt: skip
         assert (tmp_path / name).is_file(), name

@@ -162,7 +162,14 @@ def plot_curves(
         x = x0 + (x1 - x0) * i / 4
         px, _ = to_px(x, y0)
         draw.line([px, height - bottom, px, height - bottom + 4], fill="black")
-        draw.text((px - 10, height - bottom + 6), f"{x:.0f}", fill="black", font=_font(11))
+        label = f"{x:.0f}"  # centred on its tick, kept inside the picture
+        half = draw.textlength(label, font=_font(11)) / 2
+        draw.text(
+            (min(max(px - half, 0), width - 2 * half - 1), height - bottom + 6),
+            label,
+            fill="black",
+            font=_font(11),
+        )
     colours = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e"]
     for k, (label, (xv, yv)) in enumerate(series.items()):
         colour = colours[k % len(colours)]
