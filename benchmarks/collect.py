@@ -37,9 +37,9 @@ HEADER = [
     "",
     "Every number here comes from a script in `benchmarks/`, run on the machine named in its section with",
     "the command given there; each section is the script's own result file from `benchmarks/results/`.",
-    "The development machine is a shared 2-core AMD EPYC VM with no GPU (no device machine was lent to",
-    "this task), so CUDA rows are absent and wall times are noisy: variants are compared as ratios",
-    "measured in one run.",
+    "The development machines are shared 2-core VMs with no GPU (AMD EPYC in earlier sessions, Intel Xeon",
+    "in later ones; each section names its CPU; no device machine was lent to this task), so CUDA rows are",
+    "absent and wall times are noisy: variants are compared as ratios measured in one run.",
     "",
 ]
 #: A Markdown link or image: ``[text](target)`` / ``![alt](target "title")``.

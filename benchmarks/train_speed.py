@@ -128,6 +128,18 @@ def main() -> None:
             f"training {demo['train_seconds']:.0f} s, total wall time {demo['total_seconds']:.0f} s "
             f"({demo['total_seconds'] / 60:.1f} min, data + training + outputs).",
         ]
+        if "scores" in demo:  # the demo's own measurement on its held-out pairs (issue 12)
+            lines += [
+                "",
+                f"Its scores on the {demo['held_out_pairs']} held-out pairs (`demo.json`, `scores`):",
+                "",
+                "| method | mask-SSIM ↑ | SSIM ↑ | L1 ↓ |",
+                "|---|---|---|---|",
+                *(
+                    f"| {name} | {v['mask_ssim']:.4f} | {v['ssim']:.4f} | {v['l1']:.4f} |"
+                    for name, v in demo["scores"].items()
+                ),
+            ]
     text = "\n".join(lines) + "\n"
     print(text)
     if args.out is not None:
