@@ -189,6 +189,10 @@ def test_demo_refuses_a_used_folder(monkeypatch, capsys, tmp_path):
     assert_one_line_error(code, err, fragment="is a file")
     code, _, err = run_main(monkeypatch, capsys, "demo", "--out", tmp_path / "new", "--threads", 0)
     assert_one_line_error(code, err, fragment="--threads: expected an integer >= 1")
+    for minutes in ("-1", "0", "nan"):
+        code, _, err = run_main(monkeypatch, capsys, "demo", "--out", tmp_path / "new", "--minutes", minutes)
+        assert_one_line_error(code, err, fragment="--minutes: expected a number of minutes > 0")
+    assert not (tmp_path / "new").exists()  # nothing written before the arguments are known to be good
 
 
 # ----------------------------------------------------------------------------------------------

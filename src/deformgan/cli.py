@@ -730,6 +730,8 @@ def demo(
 
     if threads is not None:
         _positive(threads, "--threads")
+    if not minutes > 0:  # also refuses nan
+        raise InputError(f"--minutes: expected a number of minutes > 0, got {minutes}")
     summary = run_demo(
         _folder_out(out), minutes_budget=minutes, seed=seed, threads=threads, overwrite=overwrite,
         video=_existing(video, "--video"), pose_model=_existing(pose_model, "--pose-model"),
