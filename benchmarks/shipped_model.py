@@ -233,36 +233,12 @@ def scores_by_view(outputs: dict[str, np.ndarray], pairs, data: Path) -> list[tu
     return rows
 
 
-def pair_subset(data: Path, split: str, count: int):
-    """``count`` evenly spaced pairs of a split of a synthetic dataset, shaped like the demo's pairs."""
-    import torch
-
-    from deformgan.data import PairDataset
-    from deformgan.demo import HeldOutPairs
-    from deformgan.evaluation.mask import evaluation_mask
-    from deformgan.images import to_uint8
-
-    dataset = PairDataset(data, split=split, preset="market", prefix=PREFIX)
-    chosen = np.linspace(0, len(dataset) - 1, min(count, len(dataset))).round().astype(int).tolist()
-    subset = torch.utils.data.Subset(dataset, chosen)
-    items = [subset[i] for i in range(len(subset))]
-    target_kp = torch.stack([item["target_kp"] for item in items])
-    return HeldOutPairs(
-        to_uint8(torch.stack([item["source_image"] for item in items])),
-        to_uint8(torch.stack([item["target_image"] for item in items])),
-        torch.stack([item["source_kp"] for item in items]).numpy(),
-        target_kp.numpy(),
-        evaluation_mask(target_kp, SIZE).numpy(),
-        subset,
-    )
-
-
 def other_pair_sets(work: Path, model_path: Path, count: int) -> dict[str, dict[str, dict[str, float]]]:
     """Scores of copy-source, warp-only and the model on two more pair sets, to tell fitting from
     generalising and the camera change from the person: the demo's people (seed 0, never trained on)
     rendered with one camera per person, so that each pair shares scene and light as a user's own photo
     does; and ``count`` of the model's own training pairs."""
-    from deformgan.demo import score_methods
+    from deformgan.demo import dataset_pairs, score_methods
 
     same_camera = work / "demo-data-one-camera"
     if not (same_camera / "synth.json").is_file():
@@ -271,8 +247,8 @@ def other_pair_sets(work: Path, model_path: Path, count: int) -> dict[str, dict[
             seed=DEMO_SEED, progress=False, overwrite=True, cameras_per_identity=1,
         )  # fmt: skip
     sets = {
-        f"held-out people, one camera each (seed {DEMO_SEED})": pair_subset(same_camera, "test", 10**9),
-        "training pairs (evenly spaced, at most as many as the held-out ones)": pair_subset(
+        f"held-out people, one camera each (seed {DEMO_SEED})": dataset_pairs(same_camera, "test"),
+        "training pairs (evenly spaced, at most as many as the held-out ones)": dataset_pairs(
             work / "data", "train", count
         ),
     }

@@ -70,6 +70,6 @@ def test_the_shipped_model_scores_what_its_results_file_says(tmp_path: Path):
     reported = [float(cell) for cell in row.strip("|").split("|")[1:]]
     got = [scores["shipped"][k] for k in ("mask_ssim", "ssim", "l1")]
     np.testing.assert_allclose(got, reported, atol=1e-4)
-    # and model.json carries the same numbers (written by the same run)
+    # and model.json records the scores of that measurement (mask-SSIM, SSIM and L1)
     provenance = load_checkpoint(SHIPPED_MODEL, weights_only=True).extra["provenance"]
     assert json.dumps(sorted(provenance["scores_on_demo_pairs"])) == json.dumps(["l1", "mask_ssim", "ssim"])

@@ -239,20 +239,30 @@ DEMO_METRICS = ("mask_ssim", "ssim", "l1")
 
 @dataclass
 class HeldOutPairs:
-    """The test pairs of the demo data as uint8 (N, H, W, 3) sources / targets, (N, 18, 2) (x, y) pixel
-    keypoints and the bool (N, H, W) evaluation masks of the target poses."""
+    """Pairs of a synthetic dataset (the demo's: its test pairs) as uint8 (N, H, W, 3) sources / targets,
+    (N, 18, 2) (x, y) pixel keypoints and the bool (N, H, W) evaluation masks of the target poses;
+    ``dataset`` yields the same pairs as model inputs."""
 
     sources: np.ndarray
     targets: np.ndarray
     source_kp: np.ndarray
     target_kp: np.ndarray
     masks: np.ndarray
-    dataset: PairDataset
+    dataset: PairDataset | torch.utils.data.Subset
 
 
 def held_out_pairs(data_dir: Path) -> HeldOutPairs:
     """Every test pair of the demo dataset (its people are never in the training split)."""
-    dataset = PairDataset(data_dir, split="test", preset="market", prefix="synth")
+    return dataset_pairs(data_dir, "test")
+
+
+def dataset_pairs(data_dir: Path, split: str, count: int | None = None) -> HeldOutPairs:
+    """The pairs of one split of a synthetic dataset (prefix ``synth``, 128x64); with ``count``, that many
+    evenly spaced pairs of it (all of them when the split has fewer)."""
+    dataset = PairDataset(data_dir, split=split, preset="market", prefix="synth")
+    if count is not None:
+        chosen = np.linspace(0, len(dataset) - 1, min(count, len(dataset))).round().astype(int)
+        dataset = torch.utils.data.Subset(dataset, chosen.tolist())
     items = [dataset[i] for i in range(len(dataset))]
     sources = to_uint8(torch.stack([item["source_image"] for item in items]))
     targets = to_uint8(torch.stack([item["target_image"] for item in items]))
